@@ -1,0 +1,113 @@
+//! The one place that names std or loom synchronisation primitives.
+//!
+//! Under the private cfg `nexus_loom` every atomic, fence and payload `Arc`
+//! the ring uses comes from loom (or from [`crate::loom_support`]), so the loom
+//! models in `loom-tests/` explore the real protocol code, not a copy.
+
+#[cfg(nexus_loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(nexus_loom))]
+pub(crate) use std::sync::atomic::{fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+/// The reference-counted pointer that carries events to subscribers.
+///
+/// It is `std::sync::Arc` in every normal build; loom models substitute a
+/// checked twin that detects use-after-free and leaks.
+#[cfg(not(nexus_loom))]
+pub use std::sync::Arc;
+
+#[cfg(nexus_loom)]
+pub use crate::loom_support::Arc;
+
+#[cfg(not(nexus_loom))]
+pub(crate) use atomic_waker::AtomicWaker;
+
+#[cfg(nexus_loom)]
+pub(crate) use loom_waker::AtomicWaker;
+
+#[cfg(nexus_loom)]
+mod loom_waker {
+    use std::task::Waker;
+
+    /// Adapts loom's `AtomicWaker` to the `atomic-waker` API used in normal builds.
+    #[derive(Debug, Default)]
+    pub(crate) struct AtomicWaker(loom::future::AtomicWaker);
+
+    impl AtomicWaker {
+        pub(crate) fn new() -> Self {
+            Self(loom::future::AtomicWaker::new())
+        }
+        pub(crate) fn register(&self, waker: &Waker) {
+            self.0.register_by_ref(waker);
+        }
+        pub(crate) fn wake(&self) {
+            self.0.wake();
+        }
+        pub(crate) fn take(&self) -> Option<Waker> {
+            self.0.take_waker()
+        }
+    }
+}
+
+/// Deliberate protocol weakenings, compiled only into loom builds.
+///
+/// Each loom model runs once with [`Mutation::None`] (it must pass) and once
+/// with the mutation that breaks the property it checks (loom must find the
+/// failure). A model that cannot fail under its mutation explores nothing.
+#[cfg(nexus_loom)]
+pub mod mutation {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    /// A single weakened step of the protocol.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[repr(u8)]
+    pub enum Mutation {
+        /// The real protocol.
+        None = 0,
+        /// The writer clears WRITING with `Relaxed` instead of `Release`:
+        /// readers can see "published" before the new pointer.
+        PublishRelaxed = 1,
+        /// The writer claims a slot with `Relaxed` instead of `AcqRel`: its
+        /// pointer swap may be ordered before the previous lap's swap.
+        ClaimRelaxed = 2,
+        /// The reader skips the `SeqCst` fence between announcing its hazard
+        /// and re-checking the pointer.
+        NoReaderFence = 3,
+        /// The writer skips the hazard scan: freed events can still be read.
+        NoHazardScan = 4,
+        /// The sleeping subscriber skips the `SeqCst` fence between setting
+        /// its sleeping bit and re-reading the ring.
+        NoSleepFence = 5,
+        /// The writer skips the `SeqCst` fence before looking for sleepers.
+        NoWakeFence = 6,
+        /// An abandoning writer does not wake sleepers.
+        NoAbandonWake = 7,
+    }
+
+    static CURRENT: AtomicU8 = AtomicU8::new(0);
+
+    /// Selects the mutation for the next models run by this process.
+    pub fn set(m: Mutation) {
+        CURRENT.store(m as u8, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is(m: Mutation) -> bool {
+        CURRENT.load(Ordering::SeqCst) == m as u8
+    }
+}
+
+/// Is the given protocol weakening active? Always `false` outside loom builds,
+/// so the optimiser removes every branch that asks.
+#[cfg(nexus_loom)]
+macro_rules! mutated {
+    ($m:ident) => {
+        $crate::sync::mutation::is($crate::sync::mutation::Mutation::$m)
+    };
+}
+#[cfg(not(nexus_loom))]
+macro_rules! mutated {
+    ($m:ident) => {
+        false
+    };
+}
+pub(crate) use mutated;

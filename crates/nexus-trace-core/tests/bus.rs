@@ -1,0 +1,442 @@
+//! Deterministic bus semantics: the delivery contract, one case at a time.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use nexus_trace_core::{
+    Bus, CapacityError, Event, Kind, RecvError, RecvTimeoutError, Subscription, TryRecvError,
+};
+use proptest::prelude::*;
+
+fn ev(n: u64) -> Event {
+    Event {
+        kind: Kind::Log,
+        message: format!("m{n}"),
+        ..Event::default()
+    }
+}
+
+fn publish_n(bus: &Bus, n: u64) {
+    for i in 0..n {
+        bus.publish(ev(i));
+    }
+}
+
+/// Drains everything currently available into a compact history.
+fn drain(sub: &mut Subscription) -> Vec<Item> {
+    let mut out = Vec::new();
+    loop {
+        match sub.try_recv() {
+            Ok(e) => out.push(Item::Event(e.id)),
+            Err(TryRecvError::Lagged(n)) => out.push(Item::Lagged(n)),
+            Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => return out,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Item {
+    Event(u64),
+    Lagged(u64),
+}
+
+fn events(range: std::ops::RangeInclusive<u64>) -> Vec<Item> {
+    range.map(Item::Event).collect()
+}
+
+#[test]
+fn live_only_subscribe_sees_only_new_events() {
+    let bus = Bus::new(8);
+    publish_n(&bus, 3);
+    let mut sub = bus.subscribe_latest();
+    assert_eq!(sub.try_recv().unwrap_err(), TryRecvError::Empty);
+    publish_n(&bus, 2);
+    assert_eq!(drain(&mut sub), events(4..=5));
+}
+
+#[test]
+fn backlog_then_live_has_no_seam() {
+    let bus = Bus::new(8);
+    publish_n(&bus, 5);
+    let mut sub = bus.subscribe(2);
+    let mut got = drain(&mut sub);
+    publish_n(&bus, 3);
+    got.extend(drain(&mut sub));
+    assert_eq!(got, events(3..=8));
+}
+
+#[test]
+fn since_equal_to_head_waits_for_the_next_event() {
+    let bus = Bus::new(8);
+    publish_n(&bus, 4);
+    let mut sub = bus.subscribe(4);
+    assert_eq!(sub.try_recv().unwrap_err(), TryRecvError::Empty);
+    bus.publish(ev(0));
+    assert_eq!(drain(&mut sub), events(5..=5));
+}
+
+#[test]
+fn since_older_than_retention_reports_exact_lag_then_oldest() {
+    let bus = Bus::new(4);
+    publish_n(&bus, 10); // retained: 7..=10
+    let mut sub = bus.subscribe(1);
+    assert_eq!(drain(&mut sub), {
+        let mut v = vec![Item::Lagged(5)]; // ids 2..=6
+        v.extend(events(7..=10));
+        v
+    });
+    assert_eq!(sub.lagged_total(), 5);
+}
+
+#[test]
+fn since_ahead_of_head_is_treated_as_head() {
+    let bus = Bus::new(4);
+    publish_n(&bus, 3);
+    let mut sub = bus.subscribe(1_000);
+    assert_eq!(sub.next_id(), 4);
+    assert_eq!(sub.try_recv().unwrap_err(), TryRecvError::Empty);
+    publish_n(&bus, 1);
+    assert_eq!(drain(&mut sub), events(4..=4));
+}
+
+#[test]
+fn since_zero_and_u64_max() {
+    let bus = Bus::new(4);
+    publish_n(&bus, 2);
+    let mut all = bus.subscribe(0);
+    let mut latest = bus.subscribe(u64::MAX);
+    assert_eq!(drain(&mut all), events(1..=2));
+    assert_eq!(drain(&mut latest), vec![]);
+    publish_n(&bus, 1);
+    assert_eq!(drain(&mut latest), events(3..=3));
+}
+
+#[test]
+fn empty_bus_subscriptions_wait() {
+    let bus = Bus::new(4);
+    let mut sub = bus.subscribe(0);
+    assert_eq!(sub.try_recv().unwrap_err(), TryRecvError::Empty);
+    assert_eq!(bus.last_id(), 0);
+}
+
+#[test]
+fn capacity_rounds_up_to_a_power_of_two() {
+    for (asked, got) in [
+        (1, 1),
+        (2, 2),
+        (3, 4),
+        (127, 128),
+        (128, 128),
+        (255, 256),
+        (256, 256),
+        (257, 512),
+    ] {
+        assert_eq!(Bus::new(asked).capacity(), got, "capacity {asked}");
+    }
+}
+
+#[test]
+fn capacity_zero_or_huge_is_a_clear_error() {
+    assert_eq!(
+        Bus::try_new(0).unwrap_err(),
+        CapacityError { requested: 0 }
+    );
+    let e = Bus::try_new(Bus::MAX_CAPACITY + 1).unwrap_err();
+    assert!(e.to_string().contains("between 1 and"), "{e}");
+    assert!(std::panic::catch_unwind(|| Bus::new(0)).is_err());
+}
+
+#[test]
+fn reader_behind_by_capacity_plus_k() {
+    for cap in [1usize, 2, 4, 128, 256] {
+        let c = cap as u64;
+        for behind in [c, c + 1, 2 * c, 2 * c + 1] {
+            let bus = Bus::new(cap);
+            let mut sub = bus.subscribe(0);
+            publish_n(&bus, behind);
+            let got = drain(&mut sub);
+            let lost = behind.saturating_sub(c);
+            let mut want = if lost > 0 { vec![Item::Lagged(lost)] } else { vec![] };
+            want.extend(events(lost + 1..=behind));
+            assert_eq!(got, want, "capacity {cap}, behind {behind}");
+        }
+    }
+}
+
+#[test]
+fn lag_catch_up_lag_again() {
+    let bus = Bus::new(4);
+    let mut sub = bus.subscribe(0);
+    publish_n(&bus, 6);
+    assert_eq!(drain(&mut sub)[0], Item::Lagged(2));
+    publish_n(&bus, 2);
+    assert_eq!(drain(&mut sub), events(7..=8));
+    publish_n(&bus, 9); // 9..=17, retained 14..=17
+    let got = drain(&mut sub);
+    assert_eq!(got[0], Item::Lagged(5));
+    assert_eq!(&got[1..], &events(14..=17)[..]);
+    assert_eq!(sub.lagged_total(), 7);
+}
+
+#[test]
+fn slow_and_fast_subscribers_are_independent() {
+    let bus = Bus::new(4);
+    let mut fast = bus.subscribe(0);
+    let mut slow = bus.subscribe(0);
+    let mut fast_got = Vec::new();
+    for i in 0..20 {
+        bus.publish(ev(i));
+        fast_got.extend(drain(&mut fast));
+    }
+    assert_eq!(fast_got, events(1..=20));
+    assert_eq!(fast.lagged_total(), 0);
+    let slow_got = drain(&mut slow);
+    assert_eq!(slow_got[0], Item::Lagged(16));
+    assert_eq!(&slow_got[1..], &events(17..=20)[..]);
+}
+
+#[test]
+fn dropping_every_bus_handle_drains_then_closes() {
+    let bus = Bus::new(4);
+    let clone = bus.clone();
+    let mut sub = bus.subscribe(0);
+    publish_n(&bus, 3);
+    drop(bus);
+    assert_eq!(sub.try_recv().unwrap().id, 1, "one handle is still alive");
+    clone.publish(ev(9));
+    drop(clone);
+    assert_eq!(drain(&mut sub), events(2..=4));
+    assert_eq!(sub.try_recv().unwrap_err(), TryRecvError::Closed);
+    assert_eq!(sub.try_recv().unwrap_err(), TryRecvError::Closed);
+}
+
+#[test]
+fn publish_assigns_ids_and_timestamps() {
+    let bus = Bus::new(4);
+    let mut sub = bus.subscribe(0);
+    let mut e = ev(0);
+    e.id = 777;
+    assert_eq!(bus.publish(e), 1);
+    let got = sub.try_recv().unwrap();
+    assert_eq!(got.id, 1);
+    assert!(got.timestamp > std::time::SystemTime::UNIX_EPOCH);
+    let fixed = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(5);
+    bus.publish(Event {
+        timestamp: fixed,
+        ..ev(1)
+    });
+    assert_eq!(sub.try_recv().unwrap().timestamp, fixed, "a set timestamp is kept");
+}
+
+#[test]
+fn counters_track_publishes_overwrites_and_subscribers() {
+    let bus = Bus::new(2);
+    let a = bus.subscribe(0);
+    let b = bus.subscribe(0);
+    publish_n(&bus, 5);
+    let c = bus.counters();
+    assert_eq!((c.published, c.overwritten, c.subscribers), (5, 3, 2));
+    assert_eq!((c.dropped, c.abandoned), (0, 0));
+    drop(a);
+    drop(b);
+    assert_eq!(bus.counters().subscribers, 0);
+}
+
+#[test]
+fn registry_grows_past_one_chunk_and_reuses_entries() {
+    let bus = Bus::new(4);
+    let mut subs: Vec<_> = (0..150).map(|_| bus.subscribe(0)).collect();
+    assert_eq!(bus.counters().subscribers, 150);
+    bus.publish(ev(0));
+    for s in &mut subs {
+        assert_eq!(s.try_recv().unwrap().id, 1);
+    }
+    subs.truncate(10);
+    assert_eq!(bus.counters().subscribers, 10);
+    let mut again: Vec<_> = (0..100).map(|_| bus.subscribe(1)).collect();
+    bus.publish(ev(1));
+    for s in again.iter_mut().chain(subs.iter_mut()) {
+        assert_eq!(s.try_recv().unwrap().id, 2);
+    }
+}
+
+#[test]
+fn payloads_are_released_exactly_once() {
+    let bus = Bus::new(2);
+    let mut sub = bus.subscribe(0);
+    bus.publish(ev(0));
+    let first = sub.try_recv().unwrap();
+    let weak = Arc::downgrade(&first);
+    assert_eq!(Arc::strong_count(&first), 2, "the ring and the reader");
+    publish_n(&bus, 2); // overwrites id 1
+    assert_eq!(Arc::strong_count(&first), 1, "only the reader holds it now");
+    drop(first);
+    assert!(weak.upgrade().is_none(), "freed once the reader let go");
+
+    let last = sub.try_recv().unwrap();
+    let weak_last = Arc::downgrade(&last);
+    drop(last);
+    assert!(weak_last.upgrade().is_some(), "the ring still retains it");
+    drop(sub);
+    drop(bus);
+    assert!(weak_last.upgrade().is_none(), "the ring released it on drop");
+}
+
+#[test]
+fn recv_wakes_on_publish_and_on_close() {
+    let bus = Bus::new(4);
+    let mut sub = bus.subscribe(0);
+    let producer = bus.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        producer.publish(ev(0));
+        std::thread::sleep(Duration::from_millis(20));
+        drop(producer);
+    });
+    drop(bus);
+    let first = futures::executor::block_on(sub.recv()).unwrap();
+    assert_eq!(first.id, 1);
+    assert_eq!(futures::executor::block_on(sub.recv()).unwrap_err(), RecvError::Closed);
+    t.join().unwrap();
+}
+
+#[test]
+fn recv_timeout_times_out_receives_and_reports_lag() {
+    let bus = Bus::new(2);
+    let mut sub = bus.subscribe(0);
+    assert_eq!(
+        sub.recv_timeout(Duration::from_millis(10)).unwrap_err(),
+        RecvTimeoutError::Timeout
+    );
+    publish_n(&bus, 3);
+    assert_eq!(
+        sub.recv_timeout(Duration::from_millis(10)).unwrap_err(),
+        RecvTimeoutError::Lagged(1)
+    );
+    assert_eq!(sub.recv_timeout(Duration::ZERO).unwrap().id, 2);
+    let producer = bus.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        producer.publish(ev(0));
+    });
+    assert_eq!(sub.recv_timeout(Duration::from_secs(10)).unwrap().id, 3);
+    assert_eq!(sub.recv_timeout(Duration::from_secs(10)).unwrap().id, 4);
+    t.join().unwrap();
+}
+
+#[test]
+fn stream_yields_events_and_lag_then_ends() {
+    let bus = Bus::new(2);
+    let sub = bus.subscribe(0);
+    publish_n(&bus, 3);
+    drop(bus);
+    let items: Vec<_> = futures::executor::block_on(sub.collect::<Vec<_>>());
+    let items: Vec<_> = items
+        .into_iter()
+        .map(|r| match r {
+            Ok(e) => Item::Event(e.id),
+            Err(RecvError::Lagged(n)) => Item::Lagged(n),
+            Err(RecvError::Closed) => unreachable!("the stream ends instead"),
+        })
+        .collect();
+    assert_eq!(items, vec![Item::Lagged(1), Item::Event(2), Item::Event(3)]);
+}
+
+#[test]
+fn public_types_are_send_and_sync_where_they_should_be() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Bus>();
+    send_sync::<Subscription>();
+    send_sync::<Event>();
+    send_sync::<nexus_trace_core::TraceContext>();
+    send::<nexus_trace_core::context::Scoped<std::future::Ready<()>>>();
+}
+
+// ---- model-based: a random operation sequence against a VecDeque model ----
+
+#[derive(Debug, Clone)]
+enum Op {
+    Publish(u8),
+    Subscribe(u64),
+    SubscribeLatest,
+    TryRecv(usize),
+    Drop(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (1u8..6).prop_map(Op::Publish),
+        1 => (0u64..40).prop_map(Op::Subscribe),
+        1 => Just(Op::SubscribeLatest),
+        4 => (0usize..4).prop_map(Op::TryRecv),
+        1 => (0usize..4).prop_map(Op::Drop),
+    ]
+}
+
+/// The reference: a deque of retained ids and one cursor per subscriber.
+struct Model {
+    cap: u64,
+    retained: VecDeque<u64>,
+    head: u64,
+}
+
+impl Model {
+    fn try_recv(&self, cursor: &mut u64) -> Result<u64, TryRecvError> {
+        let oldest = self.retained.front().copied().unwrap_or(self.head + 1);
+        if *cursor < oldest && *cursor <= self.head {
+            let n = oldest - *cursor;
+            *cursor = oldest;
+            return Err(TryRecvError::Lagged(n));
+        }
+        if *cursor > self.head {
+            return Err(TryRecvError::Empty);
+        }
+        let id = *cursor;
+        *cursor += 1;
+        Ok(id)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: if cfg!(miri) { 4 } else { 256 },
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn bus_matches_a_vecdeque_model(cap in 1usize..9, ops in prop::collection::vec(op(), 1..120)) {
+        let bus = Bus::new(cap);
+        let mut model = Model { cap: bus.capacity() as u64, retained: VecDeque::new(), head: 0 };
+        let mut subs: Vec<(Subscription, u64)> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Publish(k) => for _ in 0..k {
+                    let id = bus.publish(ev(0));
+                    model.head += 1;
+                    prop_assert_eq!(id, model.head);
+                    model.retained.push_back(id);
+                    if model.retained.len() as u64 > model.cap { model.retained.pop_front(); }
+                },
+                Op::Subscribe(since) => {
+                    let s = bus.subscribe(since);
+                    subs.push((s, since.min(model.head) + 1));
+                }
+                Op::SubscribeLatest => subs.push((bus.subscribe_latest(), model.head + 1)),
+                Op::TryRecv(i) if !subs.is_empty() => {
+                    let i = i % subs.len();
+                    let (s, cursor) = &mut subs[i];
+                    let got = s.try_recv().map(|e| e.id);
+                    let want = model.try_recv(cursor);
+                    prop_assert_eq!(got, want);
+                    prop_assert_eq!(s.next_id(), *cursor);
+                }
+                Op::Drop(i) if !subs.is_empty() => { let i = i % subs.len(); subs.remove(i); }
+                _ => {}
+            }
+        }
+        prop_assert_eq!(bus.counters().subscribers, subs.len());
+    }
+}

@@ -1,0 +1,1 @@
+//! Loom models of the nexus-trace-core ring live in `tests/`.
