@@ -381,7 +381,10 @@ mod tests {
         let mut sub = bus.subscribe(0);
         let c = ctx(&bus);
         let trace = c.trace_id().to_string();
-        let spawned = futures::executor::block_on(scope(c, async { propagate(async { log("hi") }) }));
+        let spawned = {
+            let _entered = c.enter();
+            propagate(async { log("hi") })
+        };
         // Run the "spawned" future later, outside the original scope.
         assert!(current().is_none());
         futures::executor::block_on(spawned).expect("context carried over");

@@ -98,7 +98,9 @@ use crossbeam_utils::CachePadded;
 
 use crate::event::Event;
 use crate::registry::{Handle, Registry};
-use crate::sync::{fence, mutated, Arc, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{
+    fence, mutated, protocol_assert, Arc, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+};
 
 const WRITING: u64 = 0b01;
 const ABANDONED: u64 = 0b10;
@@ -223,9 +225,14 @@ impl Ring {
                 // An older writer is stalled mid-write: abandon my lap, never wait.
                 // Release: a reader that sees the abandoned lap also sees
                 // `next_id >= id`, so its lag jump covers my id at once.
+                let mark = if mutated!(NoAbandonMark) {
+                    WRITING
+                } else {
+                    WRITING | ABANDONED
+                };
                 match slot.state.compare_exchange_weak(
                     cur,
-                    encode(lap, WRITING | ABANDONED),
+                    encode(lap, mark),
                     Ordering::Release,
                     Ordering::Relaxed,
                 ) {
@@ -234,11 +241,12 @@ impl Ring {
                         self.abandoned.fetch_add(1, Ordering::Relaxed);
                         // SAFETY: `new` was never shared.
                         drop(unsafe { Arc::from_raw(new) });
-                        if !mutated!(NoAbandonWake) {
-                            // SeqCst: the producer half of the wake handshake.
-                            fence(Ordering::SeqCst);
-                            self.registry.wake_sleepers();
-                        }
+                        // Liveness, not safety: the stalled writer wakes
+                        // everyone when it finishes, but readers of my id
+                        // need not wait for that.
+                        // SeqCst: the producer half of the wake handshake.
+                        fence(Ordering::SeqCst);
+                        self.registry.wake_sleepers();
                         return id;
                     }
                     Err(actual) => {
@@ -249,12 +257,10 @@ impl Ring {
             }
             // Acquire: pairs with the previous lap's Release (the fetch_and
             // below), so my swap is ordered after its swap and I take its
-            // pointer. Release: readers that see my lap also see `next_id`.
-            let success = if mutated!(ClaimRelaxed) {
-                Ordering::Relaxed
-            } else {
-                Ordering::AcqRel
-            };
+            // pointer (without it, the two swaps form a load-buffering cycle
+            // C11 allows; loom cannot exhibit that, so no mutation tests it).
+            // Release: readers that see my lap also see `next_id >= id`.
+            let success = Ordering::AcqRel;
             match slot.state.compare_exchange_weak(
                 cur,
                 encode(lap, WRITING),
@@ -348,7 +354,7 @@ impl Ring {
 
             // Acquire: the event's contents, released by the writer's swap.
             let p = slot.ptr.load(Ordering::Acquire);
-            debug_assert!(!p.is_null(), "published slot with a null pointer");
+            protocol_assert!(!p.is_null(), "published slot with a null pointer");
             // Relaxed: ordered before the re-check by the SeqCst fence.
             hazard.store(p, Ordering::Relaxed);
             if !mutated!(NoReaderFence) {
@@ -382,7 +388,7 @@ impl Ring {
             // A later writer replaced the slot after our state load; the
             // state now shows a later lap. An older event would mean the
             // state/pointer ordering is broken.
-            debug_assert!(
+            protocol_assert!(
                 event.id > want,
                 "ring protocol violated: slot for id {want} held older id {}",
                 event.id

@@ -178,7 +178,9 @@ impl Subscription {
             ready => {
                 let chunk = self.ring.registry.chunk(self.handle);
                 // Relaxed: a stale bit only costs a spurious wake.
-                chunk.sleeping.fetch_and(!self.handle.bit(), Ordering::Relaxed);
+                chunk
+                    .sleeping
+                    .fetch_and(!self.handle.bit(), Ordering::Relaxed);
                 Poll::Ready(ready.map_err(|e| match e {
                     TryRecvError::Lagged(n) => RecvError::Lagged(n),
                     _ => RecvError::Closed,
@@ -193,7 +195,9 @@ impl Subscription {
         chunk.entries[self.handle.index()].waker.register(waker);
         // Release: our waker registration happens before the producer's
         // Acquire swap of the sleeping word.
-        chunk.sleeping.fetch_or(self.handle.bit(), Ordering::Release);
+        chunk
+            .sleeping
+            .fetch_or(self.handle.bit(), Ordering::Release);
         if !mutated!(NoSleepFence) {
             // SeqCst: the subscriber half of the wake handshake (ring.rs).
             fence(Ordering::SeqCst);

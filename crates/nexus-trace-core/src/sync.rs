@@ -67,9 +67,6 @@ pub mod mutation {
         /// The writer clears WRITING with `Relaxed` instead of `Release`:
         /// readers can see "published" before the new pointer.
         PublishRelaxed = 1,
-        /// The writer claims a slot with `Relaxed` instead of `AcqRel`: its
-        /// pointer swap may be ordered before the previous lap's swap.
-        ClaimRelaxed = 2,
         /// The reader skips the `SeqCst` fence between announcing its hazard
         /// and re-checking the pointer.
         NoReaderFence = 3,
@@ -78,10 +75,12 @@ pub mod mutation {
         /// The sleeping subscriber skips the `SeqCst` fence between setting
         /// its sleeping bit and re-reading the ring.
         NoSleepFence = 5,
-        /// The writer skips the `SeqCst` fence before looking for sleepers.
+        /// An abandoning writer records its lap without the ABANDONED flag:
+        /// readers then take the stalled writer's event for the abandoned id.
+        NoAbandonMark = 2,
+        /// The writer skips the `SeqCst` fence it issues after publishing,
+        /// before scanning hazards and sleepers.
         NoWakeFence = 6,
-        /// An abandoning writer does not wake sleepers.
-        NoAbandonWake = 7,
     }
 
     static CURRENT: AtomicU8 = AtomicU8::new(0);
@@ -111,3 +110,15 @@ macro_rules! mutated {
     };
 }
 pub(crate) use mutated;
+
+/// An invariant of the ring protocol: always checked in loom builds (which
+/// run optimised), checked in debug builds, free in release builds.
+#[cfg(nexus_loom)]
+macro_rules! protocol_assert {
+    ($($t:tt)*) => { assert!($($t)*) };
+}
+#[cfg(not(nexus_loom))]
+macro_rules! protocol_assert {
+    ($($t:tt)*) => { debug_assert!($($t)*) };
+}
+pub(crate) use protocol_assert;

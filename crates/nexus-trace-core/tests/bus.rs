@@ -139,10 +139,7 @@ fn capacity_rounds_up_to_a_power_of_two() {
 
 #[test]
 fn capacity_zero_or_huge_is_a_clear_error() {
-    assert_eq!(
-        Bus::try_new(0).unwrap_err(),
-        CapacityError { requested: 0 }
-    );
+    assert_eq!(Bus::try_new(0).unwrap_err(), CapacityError { requested: 0 });
     let e = Bus::try_new(Bus::MAX_CAPACITY + 1).unwrap_err();
     assert!(e.to_string().contains("between 1 and"), "{e}");
     assert!(std::panic::catch_unwind(|| Bus::new(0)).is_err());
@@ -158,7 +155,11 @@ fn reader_behind_by_capacity_plus_k() {
             publish_n(&bus, behind);
             let got = drain(&mut sub);
             let lost = behind.saturating_sub(c);
-            let mut want = if lost > 0 { vec![Item::Lagged(lost)] } else { vec![] };
+            let mut want = if lost > 0 {
+                vec![Item::Lagged(lost)]
+            } else {
+                vec![]
+            };
             want.extend(events(lost + 1..=behind));
             assert_eq!(got, want, "capacity {cap}, behind {behind}");
         }
@@ -227,7 +228,11 @@ fn publish_assigns_ids_and_timestamps() {
         timestamp: fixed,
         ..ev(1)
     });
-    assert_eq!(sub.try_recv().unwrap().timestamp, fixed, "a set timestamp is kept");
+    assert_eq!(
+        sub.try_recv().unwrap().timestamp,
+        fixed,
+        "a set timestamp is kept"
+    );
 }
 
 #[test]
@@ -281,7 +286,10 @@ fn payloads_are_released_exactly_once() {
     assert!(weak_last.upgrade().is_some(), "the ring still retains it");
     drop(sub);
     drop(bus);
-    assert!(weak_last.upgrade().is_none(), "the ring released it on drop");
+    assert!(
+        weak_last.upgrade().is_none(),
+        "the ring released it on drop"
+    );
 }
 
 #[test]
@@ -298,7 +306,10 @@ fn recv_wakes_on_publish_and_on_close() {
     drop(bus);
     let first = futures::executor::block_on(sub.recv()).unwrap();
     assert_eq!(first.id, 1);
-    assert_eq!(futures::executor::block_on(sub.recv()).unwrap_err(), RecvError::Closed);
+    assert_eq!(
+        futures::executor::block_on(sub.recv()).unwrap_err(),
+        RecvError::Closed
+    );
     t.join().unwrap();
 }
 
