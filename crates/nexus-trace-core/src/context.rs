@@ -32,7 +32,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use crate::bus::Bus;
 use crate::event::{Event, Kind};
@@ -160,7 +160,7 @@ impl TraceContext {
         event.parent_id = event.span_id;
         event.span_id = SpanId::random().to_string();
         event.message = name.to_owned();
-        set_duration(&mut event, elapsed);
+        event.set_duration(elapsed);
         if let Some(err) = err {
             event.error = err.to_string();
         }
@@ -201,12 +201,6 @@ impl TraceContext {
             _not_send: std::marker::PhantomData,
         }
     }
-}
-
-/// Sets `duration_ms` (whole milliseconds, like Go) and `duration_ns` (precise).
-pub fn set_duration(event: &mut Event, elapsed: Duration) {
-    event.duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-    event.duration_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
 }
 
 thread_local! {

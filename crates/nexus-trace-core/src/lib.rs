@@ -45,6 +45,7 @@ pub mod context;
 pub mod event;
 #[cfg(nexus_loom)]
 pub mod loom_support;
+pub mod model;
 mod registry;
 mod ring;
 mod subscription;

@@ -1,10 +1,10 @@
 //! Deterministic bus semantics: the delivery contract, one case at a time.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use nexus_trace_core::model::RingModel;
 use nexus_trace_core::{
     Bus, CapacityError, Event, Kind, RecvError, RecvTimeoutError, Subscription, TryRecvError,
 };
@@ -387,30 +387,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The reference: a deque of retained ids and one cursor per subscriber.
-struct Model {
-    cap: u64,
-    retained: VecDeque<u64>,
-    head: u64,
-}
-
-impl Model {
-    fn try_recv(&self, cursor: &mut u64) -> Result<u64, TryRecvError> {
-        let oldest = self.retained.front().copied().unwrap_or(self.head + 1);
-        if *cursor < oldest && *cursor <= self.head {
-            let n = oldest - *cursor;
-            *cursor = oldest;
-            return Err(TryRecvError::Lagged(n));
-        }
-        if *cursor > self.head {
-            return Err(TryRecvError::Empty);
-        }
-        let id = *cursor;
-        *cursor += 1;
-        Ok(id)
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: if cfg!(miri) { 4 } else { 256 },
@@ -420,22 +396,18 @@ proptest! {
     #[test]
     fn bus_matches_a_vecdeque_model(cap in 1usize..9, ops in prop::collection::vec(op(), 1..120)) {
         let bus = Bus::new(cap);
-        let mut model = Model { cap: bus.capacity() as u64, retained: VecDeque::new(), head: 0 };
+        let mut model = RingModel::new(cap);
         let mut subs: Vec<(Subscription, u64)> = Vec::new();
         for op in ops {
             match op {
                 Op::Publish(k) => for _ in 0..k {
-                    let id = bus.publish(ev(0));
-                    model.head += 1;
-                    prop_assert_eq!(id, model.head);
-                    model.retained.push_back(id);
-                    if model.retained.len() as u64 > model.cap { model.retained.pop_front(); }
+                    prop_assert_eq!(bus.publish(ev(0)), model.publish());
                 },
                 Op::Subscribe(since) => {
                     let s = bus.subscribe(since);
-                    subs.push((s, since.min(model.head) + 1));
+                    subs.push((s, model.subscribe(since)));
                 }
-                Op::SubscribeLatest => subs.push((bus.subscribe_latest(), model.head + 1)),
+                Op::SubscribeLatest => subs.push((bus.subscribe_latest(), model.subscribe(u64::MAX))),
                 Op::TryRecv(i) if !subs.is_empty() => {
                     let i = i % subs.len();
                     let (s, cursor) = &mut subs[i];

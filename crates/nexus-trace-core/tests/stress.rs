@@ -18,7 +18,10 @@ use nexus_trace_core::{Bus, Event, Kind, RecvTimeoutError, Subscription};
 const PRODUCERS: u64 = 4;
 
 fn total_events() -> u64 {
-    if let Some(n) = std::env::var("NEXUS_STRESS_EVENTS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("NEXUS_STRESS_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         return n;
     }
     if cfg!(miri) {
@@ -79,7 +82,11 @@ fn subscriber(bus: Bus, total: u64, behaviour: Behaviour, seed: u64) -> History 
         }
         match sub.recv_timeout(Duration::from_secs(30)) {
             Ok(e) => {
-                assert_eq!(e.id, expected, "gap or duplicate: got {}, want {expected}", e.id);
+                assert_eq!(
+                    e.id, expected,
+                    "gap or duplicate: got {}, want {expected}",
+                    e.id
+                );
                 h.delivered.push((e.id, e.duration_ns));
                 expected += 1;
             }
@@ -146,7 +153,10 @@ fn producers_and_subscribers_keep_the_delivery_contract() {
             payload_of[id as usize] = payload(p as u64, seq as u64);
         }
     }
-    assert!(payload_of[1..].iter().all(|&p| p != u64::MAX), "ids are dense");
+    assert!(
+        payload_of[1..].iter().all(|&p| p != u64::MAX),
+        "ids are dense"
+    );
     let counters = bus.counters();
     assert_eq!(counters.published, total);
 
