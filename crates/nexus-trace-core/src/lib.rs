@@ -51,6 +51,7 @@ mod ring;
 mod subscription;
 pub mod sync;
 pub mod traceparent;
+pub mod web;
 
 pub use bus::{Bus, CapacityError, Counters};
 pub use context::{current, record, scope, Span, TraceContext};

@@ -1,0 +1,90 @@
+//! Framework-free parts of the `/__nexus` surface, shared by the axum and
+//! actix-web adapters so that both behave the same: SSE framing, resume-point
+//! parsing, the access gate, the stream-client cap, path capture and
+//! redaction, and the dashboard page.
+
+pub mod dashboard;
+pub mod gate;
+pub mod limit;
+pub mod redact;
+pub mod resume;
+pub mod sse;
+pub mod stream;
+
+/// The mount point of the nexus routes.
+pub const PREFIX: &str = "/__nexus";
+
+/// The response header that carries a request's trace id.
+pub const TRACE_ID_HEADER: &str = "x-trace-id";
+
+/// The W3C trace context request header.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// Is `path` one of the nexus routes (which are never recorded themselves)?
+pub fn is_nexus_path(path: &str) -> bool {
+    path == PREFIX
+        || path
+            .strip_prefix(PREFIX)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The retained events of one trace, as a JSON array (Go-compatible
+/// encoding, id order). Reads the ring through a temporary cursor.
+pub fn trace_json(bus: &crate::Bus, trace_id: &str) -> Vec<u8> {
+    let mut sub = bus.subscribe(0);
+    let last = bus.last_id();
+    let mut out = b"[".to_vec();
+    let mut first = true;
+    while sub.next_id() <= last {
+        match sub.try_recv() {
+            Ok(event) => {
+                if event.trace_id == trace_id {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    event.write_json(&mut out);
+                }
+            }
+            Err(crate::TryRecvError::Lagged(_)) => continue,
+            Err(_) => break,
+        }
+    }
+    out.push(b']');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Bus, Event};
+
+    #[test]
+    fn nexus_paths() {
+        assert!(is_nexus_path("/__nexus"));
+        assert!(is_nexus_path("/__nexus/events"));
+        assert!(!is_nexus_path("/__nexusx"));
+        assert!(!is_nexus_path("/users"));
+    }
+
+    #[test]
+    fn trace_json_filters_by_trace() {
+        let bus = Bus::new(8);
+        for t in ["a", "b", "a"] {
+            bus.publish(Event {
+                trace_id: t.into(),
+                ..Event::default()
+            });
+        }
+        let json = String::from_utf8(trace_json(&bus, "a")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let ids: Vec<u64> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids, vec![1, 3]);
+        assert_eq!(trace_json(&bus, "zzz"), b"[]");
+    }
+}

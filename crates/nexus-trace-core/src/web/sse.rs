@@ -1,0 +1,83 @@
+//! Server-Sent Events framing.
+//!
+//! One bus event is one SSE event: `id:` carries the event id (so a
+//! reconnecting `EventSource` sends it back as `Last-Event-ID`) and `data:`
+//! carries the event's JSON on a single line. The JSON encoder escapes every
+//! control character and U+2028/U+2029, so no field content (a path with
+//! `%0D%0A` decoded, a user agent with CR/LF) can end the line or inject a
+//! frame.
+
+use crate::event::Event;
+
+/// Response headers every SSE stream carries (besides `content-type`).
+pub const HEADERS: [(&str, &str); 3] = [
+    ("cache-control", "no-cache"),
+    // Tells nginx-style proxies not to buffer the stream.
+    ("x-accel-buffering", "no"),
+    ("x-content-type-options", "nosniff"),
+];
+
+/// The SSE content type.
+pub const CONTENT_TYPE: &str = "text/event-stream";
+
+/// A comment line that keeps idle connections (and proxies) alive.
+pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// Appends the frame for one bus event.
+pub fn write_event(event: &Event, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"id: ");
+    out.extend_from_slice(event.id.to_string().as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    event.write_json(out);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// Appends the frame that reports a lag: `n` events were skipped and the
+/// next event delivered will be `next_id`. It is an SSE event of type
+/// `lagged` (`addEventListener("lagged", ...)`), with no `id:` line, so it
+/// does not move the client's `Last-Event-ID`.
+pub fn write_lagged(n: u64, next_id: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"event: lagged\ndata: ");
+    out.extend_from_slice(lagged_json(n, next_id).as_bytes());
+    out.extend_from_slice(b"\n\n");
+}
+
+/// The JSON body of a lag notice, also sent as a WebSocket text message:
+/// `{"kind":"lagged","lagged":n,"next":id}`.
+pub fn lagged_json(n: u64, next_id: u64) -> String {
+    format!(r#"{{"kind":"lagged","lagged":{n},"next":{next_id}}}"#)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_event_is_one_frame_even_with_hostile_fields() {
+        let e = Event {
+            id: 42,
+            path: "/a\r\ndata: x\n\nid: 7\u{2028}\u{2029}".into(),
+            message: "ua\rx".into(),
+            ..Event::default()
+        };
+        let mut out = Vec::new();
+        write_event(&e, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("id: 42\ndata: {"));
+        assert!(text.ends_with("}\n\n"));
+        // Exactly two line breaks inside the frame plus the terminator.
+        assert_eq!(text.matches('\n').count(), 3, "{text:?}");
+        assert!(!text.contains('\r'));
+        assert!(!text.contains('\u{2028}') && !text.contains('\u{2029}'));
+    }
+
+    #[test]
+    fn lag_frame() {
+        let mut out = Vec::new();
+        write_lagged(5, 12, &mut out);
+        assert_eq!(
+            out,
+            b"event: lagged\ndata: {\"kind\":\"lagged\",\"lagged\":5,\"next\":12}\n\n"
+        );
+    }
+}
