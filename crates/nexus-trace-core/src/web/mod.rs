@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod gate;
 pub mod limit;
 pub mod redact;
+pub mod request;
 pub mod resume;
 pub mod sse;
 pub mod stream;

@@ -1,0 +1,77 @@
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http_body::{Body, Frame, SizeHint};
+use nexus_trace_core::web::request::{Outcome, RequestTrace};
+
+pin_project_lite::pin_project! {
+    /// A response body that publishes the request's `request.end` when it
+    /// has been sent completely (or fails, or is dropped unfinished).
+    pub struct TracedBody<B> {
+        #[pin]
+        inner: B,
+        trace: Option<RequestTrace>,
+    }
+}
+
+impl<B: Body> TracedBody<B> {
+    pub(crate) fn new(inner: B, trace: Option<RequestTrace>) -> Self {
+        let mut body = TracedBody { inner, trace };
+        if body.inner.is_end_stream() {
+            // An empty body may never be polled: the response is complete.
+            finish(&mut body.trace, None);
+        }
+        body
+    }
+}
+
+fn finish(trace: &mut Option<RequestTrace>, error: Option<String>) {
+    if let Some(mut trace) = trace.take() {
+        let status = trace.status();
+        trace.finish(match error {
+            None => Outcome::Completed { status },
+            Some(error) => Outcome::BodyFailed { status, error },
+        });
+    }
+}
+
+impl<B> fmt::Debug for TracedBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracedBody")
+            .field("trace", &self.trace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Body for TracedBody<B>
+where
+    B: Body,
+    B::Error: fmt::Display,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let mut this = self.project();
+        let polled = std::task::ready!(this.inner.as_mut().poll_frame(cx));
+        match &polled {
+            None => finish(this.trace, None),
+            Some(Err(e)) => finish(this.trace, Some(e.to_string())),
+            Some(Ok(_)) if this.inner.is_end_stream() => finish(this.trace, None),
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

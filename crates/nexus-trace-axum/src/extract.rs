@@ -1,0 +1,69 @@
+use std::convert::Infallible;
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::StatusCode;
+use nexus_trace_core::TraceContext;
+
+/// Extracts the request's [`TraceContext`] (span and bus).
+///
+/// Without [`NexusTraceLayer`](crate::NexusTraceLayer) on the route, the
+/// request fails with a 500 that says so; use `Option<Trace>` to make the
+/// layer optional.
+///
+/// ```
+/// use nexus_trace_axum::Trace;
+///
+/// async fn handler(Trace(ctx): Trace) -> String {
+///     ctx.log("handling");
+///     ctx.trace_id().to_string()
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Trace(pub TraceContext);
+
+/// The rejection when [`Trace`] is used without the layer: a 500 naming the fix.
+#[derive(Debug, Clone, Copy)]
+pub struct MissingTraceLayer;
+
+impl MissingTraceLayer {
+    const MESSAGE: &'static str = "nexus-trace: no request context; add \
+        `.layer(NexusTraceLayer::new(bus))` to this router, or extract \
+        `Option<Trace>` where tracing is optional";
+}
+
+impl std::fmt::Display for MissingTraceLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(Self::MESSAGE)
+    }
+}
+
+impl std::error::Error for MissingTraceLayer {}
+
+impl IntoResponse for MissingTraceLayer {
+    fn into_response(self) -> Response {
+        (StatusCode::INTERNAL_SERVER_ERROR, Self::MESSAGE).into_response()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Trace {
+    type Rejection = MissingTraceLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<TraceContext>()
+            .cloned()
+            .map(Trace)
+            .ok_or(MissingTraceLayer)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Trace {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Infallible> {
+        Ok(parts.extensions.get::<TraceContext>().cloned().map(Trace))
+    }
+}

@@ -1,0 +1,99 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Response};
+use nexus_trace_core::context::Scoped;
+use nexus_trace_core::web::request::{Outcome, RequestTrace};
+use nexus_trace_core::web::TRACE_ID_HEADER;
+
+use crate::body::TracedBody;
+
+pin_project_lite::pin_project! {
+    /// Response future of [`NexusTrace`](crate::NexusTrace).
+    ///
+    /// Holds the request's [`RequestTrace`]: if this future is dropped before
+    /// it completes (client gone) or unwinds (handler panic), the trace's drop
+    /// publishes the single `request.end`.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Inner<F>,
+        trace: Option<RequestTrace>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = InnerProj]
+    enum Inner<F> {
+        Traced { #[pin] future: Scoped<F> },
+        Untraced { #[pin] future: F },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn traced(future: Scoped<F>, trace: RequestTrace) -> Self {
+        ResponseFuture {
+            inner: Inner::Traced { future },
+            trace: Some(trace),
+        }
+    }
+
+    pub(crate) fn untraced(future: F) -> Self {
+        ResponseFuture {
+            inner: Inner::Untraced { future },
+            trace: None,
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("trace", &self.trace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: fmt::Display,
+    B: http_body::Body,
+    B::Error: fmt::Display,
+{
+    type Output = Result<Response<TracedBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = match this.inner.project() {
+            InnerProj::Traced { future } => std::task::ready!(future.poll(cx)),
+            InnerProj::Untraced { future } => {
+                return future
+                    .poll(cx)
+                    .map_ok(|res| res.map(|b| TracedBody::new(b, None)));
+            }
+        };
+        let mut trace = this.trace.take();
+        match result {
+            Ok(mut res) => {
+                if let Some(trace) = trace.as_mut() {
+                    trace.set_status(res.status().as_u16());
+                    if let Ok(v) = HeaderValue::from_str(&trace.trace_id_header()) {
+                        res.headers_mut().entry(TRACE_ID_HEADER).or_insert(v);
+                    }
+                }
+                Poll::Ready(Ok(res.map(|b| TracedBody::new(b, trace))))
+            }
+            Err(e) => {
+                if let Some(mut trace) = trace {
+                    trace.finish(Outcome::Failed {
+                        status: 500,
+                        error: e.to_string(),
+                    });
+                }
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}

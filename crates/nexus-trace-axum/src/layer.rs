@@ -1,0 +1,60 @@
+use std::sync::Arc;
+
+use nexus_trace_core::web::request::TraceConfig;
+use nexus_trace_core::Bus;
+use tower_layer::Layer;
+
+use crate::service::NexusTrace;
+
+/// A `tower::Layer` that traces every request into a [`Bus`].
+///
+/// Put it on the router with `Router::layer` so the route template
+/// (`MatchedPath`) becomes each request's endpoint; outside a router the
+/// endpoint is the path (or the fixed [`endpoint`](Self::endpoint)).
+#[derive(Debug, Clone)]
+pub struct NexusTraceLayer {
+    bus: Bus,
+    config: TraceConfig,
+}
+
+impl NexusTraceLayer {
+    /// Traces into `bus`.
+    pub fn new(bus: Bus) -> Self {
+        NexusTraceLayer {
+            bus,
+            config: TraceConfig::default(),
+        }
+    }
+
+    /// The service name recorded on every event.
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.config.service = Arc::from(name.into());
+        self
+    }
+
+    /// A fixed endpoint name instead of the route template.
+    pub fn endpoint(mut self, name: impl Into<String>) -> Self {
+        self.config.endpoint = Some(Arc::from(name.into()));
+        self
+    }
+
+    /// The transport label (default `http`).
+    pub fn transport(mut self, transport: impl Into<String>) -> Self {
+        self.config.transport = Arc::from(transport.into());
+        self
+    }
+
+    /// Record query strings (sensitive values redacted). Off by default.
+    pub fn capture_query(mut self, on: bool) -> Self {
+        self.config.capture_query = on;
+        self
+    }
+}
+
+impl<S> Layer<S> for NexusTraceLayer {
+    type Service = NexusTrace<S>;
+
+    fn layer(&self, inner: S) -> NexusTrace<S> {
+        NexusTrace::new(inner, self.bus.clone(), Arc::new(self.config.clone()))
+    }
+}

@@ -1,0 +1,44 @@
+//! axum 0.8 / tower integration for nexus-trace: see every request live.
+//!
+//! * [`NexusTraceLayer`]: a `tower::Layer` for any tower HTTP service.
+//!   Each request publishes `request.start` and exactly one `request.end`
+//!   (also on handler error, panic, client disconnect; measured at the end of
+//!   the response body), continues an incoming W3C `traceparent`, echoes the
+//!   trace id in `x-trace-id`, and makes the request context available to
+//!   all code inside the request via [`nexus_trace_core::current`].
+//! * [`Trace`]: an extractor for the request context.
+//! * [`NexusRoutes`]: the `/__nexus` routes (live events over SSE or
+//!   WebSocket, traces by id, the dashboard), behind a required access gate.
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use nexus_trace_axum::{Access, NexusRoutes, NexusTraceLayer};
+//! use nexus_trace_core::Bus;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let bus = Bus::new(4096);
+//! let app = Router::new()
+//!     .route("/users/{id}", get(|| async { "ada" }))
+//!     .layer(NexusTraceLayer::new(bus.clone()).service("users"))
+//!     .merge(NexusRoutes::new(bus, Access::loopback()).into_router());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod body;
+mod extract;
+mod future;
+mod layer;
+mod routes;
+mod service;
+
+pub use body::TracedBody;
+pub use extract::{MissingTraceLayer, Trace};
+pub use future::ResponseFuture;
+pub use layer::NexusTraceLayer;
+pub use nexus_trace_core::web::gate::{Access, AccessRequest, Decision, GateError};
+pub use routes::NexusRoutes;
+pub use service::NexusTrace;

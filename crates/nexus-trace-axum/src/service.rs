@@ -1,0 +1,69 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::MatchedPath;
+use http::{Request, Response};
+use nexus_trace_core::web::request::{RequestInfo, RequestTrace, TraceConfig};
+use nexus_trace_core::web::{is_nexus_path, TRACEPARENT_HEADER};
+use nexus_trace_core::Bus;
+use tower_service::Service;
+
+use crate::body::TracedBody;
+use crate::future::ResponseFuture;
+
+/// The middleware service made by [`NexusTraceLayer`](crate::NexusTraceLayer).
+#[derive(Debug, Clone)]
+pub struct NexusTrace<S> {
+    inner: S,
+    bus: Bus,
+    config: Arc<TraceConfig>,
+}
+
+impl<S> NexusTrace<S> {
+    pub(crate) fn new(inner: S, bus: Bus, config: Arc<TraceConfig>) -> Self {
+        NexusTrace { inner, bus, config }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for NexusTrace<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: fmt::Display,
+    ResBody: http_body::Body,
+    ResBody::Error: fmt::Display,
+{
+    type Response = Response<TracedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        if is_nexus_path(req.uri().path()) {
+            // The dashboard and its event stream are not traced themselves.
+            return ResponseFuture::untraced(self.inner.call(req));
+        }
+        let trace = RequestTrace::start(
+            &self.bus,
+            &self.config,
+            RequestInfo {
+                method: req.method().as_str(),
+                path: req.uri().path(),
+                query: req.uri().query(),
+                route: req.extensions().get::<MatchedPath>().map(MatchedPath::as_str),
+                traceparent: req.headers().get(TRACEPARENT_HEADER).map(|v| v.as_bytes()),
+            },
+        );
+        let ctx = trace.context().clone();
+        req.extensions_mut().insert(ctx.clone());
+        // The synchronous part of `call` runs with the context too.
+        let future = {
+            let _entered = ctx.enter();
+            self.inner.call(req)
+        };
+        ResponseFuture::traced(nexus_trace_core::scope(ctx, future), trace)
+    }
+}

@@ -1,0 +1,329 @@
+//! One HTTP request's lifecycle, independent of the web framework: the
+//! `request.start` event, the request context, and exactly one `request.end`
+//! however the request finishes (response body completed, handler error,
+//! panic, client gone).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::context::{Span, TraceContext};
+use crate::event::Kind;
+use crate::traceparent::TraceParent;
+use crate::web::redact;
+use crate::Bus;
+
+/// Status recorded when the client went away before a response existed
+/// (the nginx convention "client closed request").
+pub const STATUS_CLIENT_CLOSED: u16 = 499;
+
+/// What the middleware records, set by the adapters' builders.
+#[derive(Debug, Clone)]
+pub struct TraceConfig {
+    /// Service name on every event.
+    pub service: Arc<str>,
+    /// Transport label (`http` by default).
+    pub transport: Arc<str>,
+    /// A fixed endpoint name instead of the route template.
+    pub endpoint: Option<Arc<str>>,
+    /// Record the query string (sensitive values redacted). Off by default.
+    pub capture_query: bool,
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        TraceConfig {
+            service: Arc::from(""),
+            transport: Arc::from("http"),
+            endpoint: None,
+            capture_query: false,
+        }
+    }
+}
+
+/// The request as the middleware sees it before calling the handler.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    /// HTTP method.
+    pub method: &'a str,
+    /// Path, without the query string (percent-encoded as received).
+    pub path: &'a str,
+    /// Raw query string, if any.
+    pub query: Option<&'a str>,
+    /// Route template (`/users/{id}`) if the framework matched one.
+    pub route: Option<&'a str>,
+    /// The raw `traceparent` header, if any.
+    pub traceparent: Option<&'a [u8]>,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The response body was written completely.
+    Completed {
+        /// Response status.
+        status: u16,
+    },
+    /// The handler (or the service stack) returned an error.
+    Failed {
+        /// Status sent, if any (500 when the framework turns it into one).
+        status: u16,
+        /// The error's text.
+        error: String,
+    },
+    /// The response body failed mid-stream.
+    BodyFailed {
+        /// Response status already sent.
+        status: u16,
+        /// The error's text.
+        error: String,
+    },
+}
+
+/// The in-flight record of one request. Publishes `request.start` when made
+/// and exactly one `request.end`: through [`finish`](RequestTrace::finish),
+/// or from `Drop` when the request future or response body is dropped early
+/// (client disconnect, marked `aborted`) or unwinds (handler panic).
+#[derive(Debug)]
+pub struct RequestTrace {
+    ctx: TraceContext,
+    method: String,
+    path: String,
+    query: String,
+    transport: Arc<str>,
+    /// Response status once headers exist; 0 before.
+    status: u16,
+    ended: bool,
+}
+
+impl RequestTrace {
+    /// Starts tracing a request: builds its span (continuing a valid incoming
+    /// `traceparent`, else a fresh W3C trace id) and publishes `request.start`.
+    pub fn start(bus: &Bus, config: &TraceConfig, req: RequestInfo<'_>) -> RequestTrace {
+        let endpoint = match (&config.endpoint, req.route) {
+            (Some(fixed), _) => fixed.to_string(),
+            (None, Some(route)) => redact::capture_path(route),
+            // No route matched (404s, or a layer outside the router): the
+            // path itself, capped, so the endpoint is never empty.
+            (None, None) => redact::capture_path(req.path),
+        };
+        let mut span = Span::new(config.service.to_string(), endpoint);
+        if let Some(parent) = req
+            .traceparent
+            .and_then(|raw| std::str::from_utf8(raw).ok())
+            .and_then(|s| TraceParent::parse(s).ok())
+        {
+            span = span.with_parent(&parent);
+        }
+        let ctx = TraceContext::new(bus.clone(), span);
+        let trace = RequestTrace {
+            method: redact::cap(req.method, 32),
+            path: redact::capture_path(req.path),
+            query: match (config.capture_query, req.query) {
+                (true, Some(q)) if !q.is_empty() => redact::redact_query(q),
+                _ => String::new(),
+            },
+            ctx,
+            transport: config.transport.clone(),
+            status: 0,
+            ended: false,
+        };
+        let mut event = trace.event(Kind::RequestStart);
+        event.timestamp = trace.ctx.span().started_at;
+        trace.ctx.publish(event);
+        trace
+    }
+
+    fn event(&self, kind: Kind) -> crate::Event {
+        let mut event = self.ctx.event(kind);
+        event.transport = self.transport.to_string();
+        event.method = self.method.clone();
+        event.path = self.path.clone();
+        if !self.query.is_empty() {
+            event
+                .meta
+                .insert("query".into(), serde_json::Value::String(self.query.clone()));
+        }
+        event
+    }
+
+    /// The request's context (for the extractor and `current()`).
+    pub fn context(&self) -> &TraceContext {
+        &self.ctx
+    }
+
+    /// The trace id to echo in the response header.
+    pub fn trace_id_header(&self) -> String {
+        self.ctx.trace_id().to_string()
+    }
+
+    /// The response status noted so far (0 before the handler responded).
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Notes the response status once the handler produced a response.
+    pub fn set_status(&mut self, status: u16) {
+        self.status = status;
+    }
+
+    /// Publishes `request.end` for `outcome`. Later calls (and the drop) do nothing.
+    pub fn finish(&mut self, outcome: Outcome) {
+        let (status, error, body_failed) = match outcome {
+            Outcome::Completed { status } => (status, String::new(), false),
+            Outcome::Failed { status, error } => (status, error, false),
+            Outcome::BodyFailed { status, error } => (status, error, true),
+        };
+        self.end(status, error, |meta| {
+            if body_failed {
+                meta.insert("bodyError".into(), true.into());
+            }
+        });
+    }
+
+    fn end(
+        &mut self,
+        status: u16,
+        error: String,
+        meta: impl FnOnce(&mut std::collections::BTreeMap<String, serde_json::Value>),
+    ) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        let mut event = self.event(Kind::RequestEnd);
+        event.status = status;
+        event.error = redact::cap(&error, redact::MAX_FIELD);
+        event.set_duration(self.ctx.span().start.elapsed());
+        event.timestamp = SystemTime::now();
+        meta(&mut event.meta);
+        self.ctx.publish(event);
+    }
+
+    /// Has `request.end` been published?
+    pub fn is_finished(&self) -> bool {
+        self.ended
+    }
+}
+
+impl Drop for RequestTrace {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        if std::thread::panicking() {
+            self.end(500, "handler panicked".into(), |meta| {
+                meta.insert("panic".into(), true.into());
+            });
+        } else {
+            let status = if self.status == 0 {
+                STATUS_CLIENT_CLOSED
+            } else {
+                self.status
+            };
+            self.end(status, "client disconnected".into(), |meta| {
+                meta.insert("aborted".into(), true.into());
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Subscription;
+
+    fn info<'a>(traceparent: Option<&'a [u8]>) -> RequestInfo<'a> {
+        RequestInfo {
+            method: "GET",
+            path: "/users/7",
+            query: Some("token=abc&page=2"),
+            route: Some("/users/{id}"),
+            traceparent,
+        }
+    }
+
+    fn all(sub: &mut Subscription) -> Vec<std::sync::Arc<crate::Event>> {
+        std::iter::from_fn(|| sub.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn start_and_one_end() {
+        let bus = Bus::new(16);
+        let mut sub = bus.subscribe(0);
+        let config = TraceConfig {
+            service: "users".into(),
+            ..TraceConfig::default()
+        };
+        let mut t = RequestTrace::start(&bus, &config, info(None));
+        t.set_status(200);
+        t.finish(Outcome::Completed { status: 200 });
+        t.finish(Outcome::Completed { status: 500 });
+        drop(t);
+        let ev = all(&mut sub);
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[0].kind, Kind::RequestStart);
+        assert_eq!(ev[1].kind, Kind::RequestEnd);
+        assert_eq!(ev[1].status, 200);
+        assert_eq!(ev[0].trace_id, ev[1].trace_id);
+        assert_eq!(ev[0].endpoint, "/users/{id}");
+        assert_eq!(ev[0].path, "/users/7");
+        assert_eq!(ev[0].transport, "http");
+        assert!(ev[0].meta.is_empty(), "no query by default");
+        assert_eq!(ev[0].trace_id.len(), 32);
+    }
+
+    #[test]
+    fn drop_without_finish_is_an_aborted_end() {
+        let bus = Bus::new(16);
+        let mut sub = bus.subscribe(0);
+        drop(RequestTrace::start(&bus, &TraceConfig::default(), info(None)));
+        let ev = all(&mut sub);
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[1].status, STATUS_CLIENT_CLOSED);
+        assert_eq!(ev[1].meta["aborted"], true);
+    }
+
+    #[test]
+    fn panic_while_in_flight_is_a_500_end() {
+        let bus = Bus::new(16);
+        let mut sub = bus.subscribe(0);
+        let b = bus.clone();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _t = RequestTrace::start(&b, &TraceConfig::default(), info(None));
+            panic!("boom");
+        }));
+        assert!(r.is_err());
+        let ev = all(&mut sub);
+        assert_eq!((ev[1].status, ev[1].error.as_str()), (500, "handler panicked"));
+    }
+
+    #[test]
+    fn traceparent_continues_the_trace_and_bad_ones_are_ignored() {
+        let bus = Bus::new(16);
+        let mut sub = bus.subscribe(0);
+        let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut t = RequestTrace::start(&bus, &TraceConfig::default(), info(Some(tp)));
+        assert_eq!(t.trace_id_header(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        t.finish(Outcome::Completed { status: 200 });
+        let ev = all(&mut sub);
+        assert_eq!(ev[0].parent_id, "00f067aa0ba902b7");
+        for bad in [&b"garbage"[..], b"\xff\xfe", &[b'0'; 70000][..]] {
+            let t = RequestTrace::start(&bus, &TraceConfig::default(), info(Some(bad)));
+            assert_ne!(t.trace_id_header(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        }
+    }
+
+    #[test]
+    fn query_capture_is_opt_in_and_redacted() {
+        let bus = Bus::new(16);
+        let mut sub = bus.subscribe(0);
+        let config = TraceConfig {
+            capture_query: true,
+            ..TraceConfig::default()
+        };
+        drop(RequestTrace::start(&bus, &config, info(None)));
+        let ev = all(&mut sub);
+        let q = ev[0].meta["query"].as_str().unwrap();
+        assert!(q.contains("page=2") && !q.contains("abc"), "{q}");
+    }
+}
