@@ -143,7 +143,10 @@ async fn page() -> Response {
 
 async fn trace(State(shared): State<Arc<Shared>>, Path(trace_id): Path<String>) -> Response {
     if trace_id.is_empty() || trace_id.len() > 128 {
-        return (StatusCode::BAD_REQUEST, "nexus: trace id must be 1 to 128 bytes\n")
+        return (
+            StatusCode::BAD_REQUEST,
+            "nexus: trace id must be 1 to 128 bytes\n",
+        )
             .into_response();
     }
     (
@@ -276,8 +279,7 @@ pub(crate) struct Ticks(tokio::time::Interval);
 
 impl Ticks {
     fn new(period: Duration) -> Ticks {
-        let mut interval =
-            tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ticks(interval)
     }

@@ -53,7 +53,10 @@ where
                 method: req.method().as_str(),
                 path: req.uri().path(),
                 query: req.uri().query(),
-                route: req.extensions().get::<MatchedPath>().map(MatchedPath::as_str),
+                route: req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(MatchedPath::as_str),
                 traceparent: req.headers().get(TRACEPARENT_HEADER).map(|v| v.as_bytes()),
             },
         );

@@ -58,7 +58,8 @@ pub struct RequestInfo<'a> {
 /// How a request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The response body was written completely.
+    /// The response body was written completely. A 5xx status is recorded
+    /// with the error `HTTP <status>`.
     Completed {
         /// Response status.
         status: u16,
@@ -139,9 +140,10 @@ impl RequestTrace {
         event.method = self.method.clone();
         event.path = self.path.clone();
         if !self.query.is_empty() {
-            event
-                .meta
-                .insert("query".into(), serde_json::Value::String(self.query.clone()));
+            event.meta.insert(
+                "query".into(),
+                serde_json::Value::String(self.query.clone()),
+            );
         }
         event
     }
@@ -169,6 +171,10 @@ impl RequestTrace {
     /// Publishes `request.end` for `outcome`. Later calls (and the drop) do nothing.
     pub fn finish(&mut self, outcome: Outcome) {
         let (status, error, body_failed) = match outcome {
+            // A 5xx without a known cause still says that it failed.
+            Outcome::Completed { status } if status >= 500 => {
+                (status, format!("HTTP {status}"), false)
+            }
             Outcome::Completed { status } => (status, String::new(), false),
             Outcome::Failed { status, error } => (status, error, false),
             Outcome::BodyFailed { status, error } => (status, error, true),
@@ -276,7 +282,11 @@ mod tests {
     fn drop_without_finish_is_an_aborted_end() {
         let bus = Bus::new(16);
         let mut sub = bus.subscribe(0);
-        drop(RequestTrace::start(&bus, &TraceConfig::default(), info(None)));
+        drop(RequestTrace::start(
+            &bus,
+            &TraceConfig::default(),
+            info(None),
+        ));
         let ev = all(&mut sub);
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[1].status, STATUS_CLIENT_CLOSED);
@@ -294,7 +304,10 @@ mod tests {
         }));
         assert!(r.is_err());
         let ev = all(&mut sub);
-        assert_eq!((ev[1].status, ev[1].error.as_str()), (500, "handler panicked"));
+        assert_eq!(
+            (ev[1].status, ev[1].error.as_str()),
+            (500, "handler panicked")
+        );
     }
 
     #[test]

@@ -1,0 +1,178 @@
+//! The shared conformance suite against the axum adapter.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use nexus_trace_axum::{Access, NexusRoutes, NexusTraceLayer, Trace};
+use nexus_trace_conformance::{conformance_tests, Harness, Opts, Server};
+use nexus_trace_core::{context, Bus};
+
+struct Axum;
+
+fn chunks(n: usize, every: Duration) -> Body {
+    let stream = futures_util::stream::unfold(0, move |i| async move {
+        if i == n {
+            return None;
+        }
+        if i > 0 {
+            tokio::time::sleep(every).await;
+        }
+        Some((
+            Ok::<_, std::io::Error>(Bytes::from(format!("chunk {i}\n"))),
+            i + 1,
+        ))
+    });
+    Body::from_stream(stream)
+}
+
+fn deep_repository_call() {
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_millis(2));
+    context::record::<str>("db.deep", start, None).expect("inside a request");
+}
+
+struct AppError(&'static str);
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (StatusCode::INTERNAL_SERVER_ERROR, self.0).into_response()
+    }
+}
+
+fn app(bus: &Bus, opts: &Opts) -> Router {
+    let traced = Router::new()
+        .route("/ok", get(|| async { "ok" }))
+        .route(
+            "/status/{code}",
+            get(|Path(code): Path<u16>| async move {
+                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST)
+            }),
+        )
+        .route(
+            "/error",
+            get(|| async { Err::<(), _>(AppError("database unavailable")) }),
+        )
+        .route(
+            "/panic",
+            get(|| async {
+                if std::hint::black_box(true) {
+                    panic!("handler panicked on purpose");
+                }
+                "unreachable"
+            }),
+        )
+        .route(
+            "/stream",
+            get(|| async { chunks(3, Duration::from_millis(50)) }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                "slow"
+            }),
+        )
+        .route(
+            "/slow-body",
+            get(|| async { chunks(50, Duration::from_millis(100)) }),
+        )
+        .route(
+            "/deep",
+            get(|| async {
+                deep_repository_call();
+                "deep"
+            }),
+        )
+        .route(
+            "/spawned",
+            get(|| async {
+                tokio::spawn(context::propagate(async {
+                    let start = Instant::now();
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    context::record::<str>("spawned.call", start, None);
+                }))
+                .await
+                .unwrap();
+                "spawned"
+            }),
+        )
+        .route(
+            "/extract",
+            get(|Trace(ctx): Trace| async move { ctx.trace_id().to_string() }),
+        )
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(NexusTraceLayer::new(bus.clone()).service("conformance"));
+    let untraced = Router::new()
+        .route(
+            "/no-layer",
+            get(|Trace(ctx): Trace| async move { ctx.trace_id().to_string() }),
+        )
+        .route(
+            "/no-layer-optional",
+            get(|t: Option<Trace>| async move {
+                if t.is_some() {
+                    "some"
+                } else {
+                    "none"
+                }
+            }),
+        );
+    let mut app = untraced.merge(traced);
+    if opts.mount {
+        let access = match &opts.token {
+            Some(t) => Access::bearer(t).unwrap(),
+            None => Access::loopback(),
+        };
+        app = app.merge(
+            NexusRoutes::new(bus.clone(), access)
+                .max_streams(opts.max_streams)
+                .keep_alive(opts.keep_alive)
+                .into_router(),
+        );
+    }
+    app
+}
+
+impl Harness for Axum {
+    async fn spawn(&self, opts: Opts) -> Server {
+        let bus = Bus::new(opts.capacity);
+        let ip = if opts.all_interfaces {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        };
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = app(&bus, &opts);
+        let task = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        Server {
+            port,
+            bus,
+            token: opts.token,
+            guard: Box::new(AbortOnDrop(task)),
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+conformance_tests!(Axum);

@@ -1,0 +1,166 @@
+//! The HTTP-level conformance suite, written once and run against every
+//! adapter (axum and actix-web) over real sockets with real clients.
+//!
+//! An adapter's test file implements [`Harness`] by starting its own test
+//! app on `127.0.0.1:0` and calls [`conformance_tests!`]. The test app must
+//! serve these routes with the adapter's middleware (service name
+//! `conformance`) unless noted:
+//!
+//! | route | behaviour |
+//! |---|---|
+//! | `GET /ok` | 200 `ok` |
+//! | `GET /status/{code}` | responds with that status |
+//! | `GET /error` | the handler returns an error (a 500 response) |
+//! | `GET /panic` | the handler panics |
+//! | `GET /stream` | a streaming body: 3 chunks, 50 ms apart |
+//! | `GET /slow` | 200 after 3 s |
+//! | `GET /slow-body` | headers at once, then 50 chunks 100 ms apart |
+//! | `GET /deep` | a nested function records downstream `db.deep` through `current()` |
+//! | `GET /spawned` | a spawned task, handed the context, records `spawned.call` |
+//! | `GET /extract` | returns the trace id taken from the context extractor |
+//! | `GET /no-layer` | *without* the middleware: uses the required extractor (must 500) |
+//! | `GET /no-layer-optional` | *without* the middleware: optional extractor, returns `none` |
+//! | `/__nexus/...` | mounted per [`Opts`] |
+
+use std::future::Future;
+use std::time::Duration;
+
+use nexus_trace_core::Bus;
+use serde_json::Value;
+
+pub mod client;
+pub mod suite;
+
+/// How the `/__nexus` routes are mounted on a test server.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// Mount the routes at all.
+    pub mount: bool,
+    /// `None`: loopback-only gate; `Some(token)`: bearer-token gate.
+    pub token: Option<String>,
+    /// Cap on concurrent stream clients.
+    pub max_streams: usize,
+    /// Ring capacity.
+    pub capacity: usize,
+    /// SSE keep-alive / WebSocket ping period.
+    pub keep_alive: Duration,
+    /// Listen on all interfaces (to reach it from a non-loopback address).
+    pub all_interfaces: bool,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            mount: true,
+            token: None,
+            max_streams: 8,
+            capacity: 1024,
+            keep_alive: Duration::from_secs(15),
+            all_interfaces: false,
+        }
+    }
+}
+
+/// A running test server.
+pub struct Server {
+    /// Port it listens on.
+    pub port: u16,
+    /// The bus it traces into (tests publish directly to create lag).
+    pub bus: Bus,
+    /// Token to send, if the gate wants one.
+    pub token: Option<String>,
+    /// Keeps the server alive; dropping it stops the server.
+    pub guard: Box<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("port", &self.port).finish()
+    }
+}
+
+impl Server {
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A request builder with the gate's credentials.
+    pub fn get(&self, client: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
+        let req = client.get(self.url(path));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// The retained events of one trace.
+    pub async fn trace(&self, trace_id: &str) -> Vec<Value> {
+        let client = reqwest::Client::new();
+        let res = self
+            .get(&client, &format!("/__nexus/traces/{trace_id}"))
+            .send()
+            .await
+            .expect("traces route");
+        assert_eq!(res.status(), 200, "traces route status");
+        serde_json::from_str(&res.text().await.unwrap()).expect("traces JSON")
+    }
+
+    /// Waits until the trace has its `request.end`, then a little longer,
+    /// and returns the trace (so a second end would be seen).
+    pub async fn finished_trace(&self, trace_id: &str) -> Vec<Value> {
+        for _ in 0..100 {
+            let events = self.trace(trace_id).await;
+            if events.iter().any(|e| e["kind"] == "request.end") {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                return self.trace(trace_id).await;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        panic!("no request.end for trace {trace_id}");
+    }
+}
+
+/// Starts an adapter's test app.
+pub trait Harness: Sync {
+    /// Starts a server configured by `opts` and returns once it accepts.
+    fn spawn(&self, opts: Opts) -> impl Future<Output = Server> + Send;
+}
+
+/// Generates one `#[tokio::test]` per conformance case for a harness.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::suite::$case(&$harness).await;
+            }
+        )*
+    };
+    ($harness:expr) => {
+        $crate::conformance_tests!($harness;
+            start_and_one_end_for_each_status,
+            handler_error_and_panic_end_once,
+            client_disconnect_before_response_is_aborted,
+            client_disconnect_mid_body_is_aborted,
+            streaming_body_ends_at_body_end,
+            endpoint_is_the_route_template,
+            downstream_from_deep_code_and_spawned_task,
+            traceparent_is_continued_or_ignored,
+            hostile_requests_are_served,
+            extractor_without_layer_is_a_clear_500,
+            not_mounted_is_404,
+            token_gate,
+            loopback_gate_ignores_forwarded_for,
+            sse_resumes_exactly_once_with_last_event_id,
+            sse_header_beats_query_and_rejects_malformed_ids,
+            sse_reports_lag,
+            websocket_resumes_exactly_once_across_reconnect,
+            frames_cannot_be_injected,
+            stream_cap_returns_429_and_spares_existing_streams,
+            nexus_routes_are_not_recorded_and_dashboard_is_strict,
+            stalled_stream_client_is_lagged_not_buffered,
+        );
+    };
+}
