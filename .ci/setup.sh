@@ -2,6 +2,12 @@
 # Installs what CI needs beyond the stable toolchain.
 set -euo pipefail
 rustup component add rustfmt clippy
+# Chromium for the dashboard's browser test; curl to wait for the demo.
+if ! command -v chromium >/dev/null || ! command -v curl >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium curl >/dev/null
+fi
 rustup component add --toolchain nightly miri rust-src
 if ! command -v cargo-fuzz >/dev/null; then
     cargo install --locked cargo-fuzz

@@ -18,7 +18,9 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use nexus_trace_core::web::gate::{Access, AccessRequest, Decision};
 use nexus_trace_core::web::limit::{StreamLimiter, StreamPermit};
 use nexus_trace_core::web::stream::{EventStream, Format, Frame};
-use nexus_trace_core::web::{dashboard, resume, sse, trace_json, PREFIX};
+use nexus_trace_core::web::{
+    dashboard, resume, sse, trace_json, websocket_origin_allowed, PREFIX,
+};
 use nexus_trace_core::Bus;
 
 /// The `/__nexus` routes: the live event stream, traces by id, and the
@@ -167,7 +169,9 @@ async fn events(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Err(e) => return (StatusCode::BAD_REQUEST, format!("nexus: {e}\n")).into_response(),
     };
     let websocket = wants_websocket(req.headers());
-    if websocket && !origin_allowed(req.headers(), &shared.allowed_origins) {
+    let origin = req.headers().get(header::ORIGIN).map(HeaderValue::as_bytes);
+    let host = req.headers().get(header::HOST).map(HeaderValue::as_bytes);
+    if websocket && !websocket_origin_allowed(origin, host, &shared.allowed_origins) {
         return (
             StatusCode::FORBIDDEN,
             "nexus: cross-origin WebSocket refused\n",
@@ -228,21 +232,6 @@ fn wants_websocket(headers: &HeaderMap) -> bool {
     headers
         .get(header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
-}
-
-/// Browsers always send `Origin` on WebSocket handshakes; accept same-origin
-/// (Origin's host equals Host) and configured origins. Non-browser clients
-/// without `Origin` are accepted (the access gate still applies).
-fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    if allowed.iter().any(|a| a == origin) {
-        return true;
-    }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
 async fn serve_websocket(socket: WebSocket, mut stream: EventStream<Ticks>) {

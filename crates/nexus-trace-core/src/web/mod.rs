@@ -29,6 +29,33 @@ pub fn is_nexus_path(path: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// May a WebSocket handshake open the event stream, judged by its `Origin`
+/// and `Host` headers (raw values)?
+///
+/// Browsers always send `Origin` on WebSocket handshakes, so a page on
+/// another site could otherwise read the stream with the user's ambient
+/// access. Accepted: no `Origin` (a non-browser client; the access gate
+/// still applies), a same-origin page (the origin's `host[:port]` equals
+/// `Host`, ASCII case-insensitively), or an origin listed in `allowed`.
+/// An `Origin` that is not UTF-8 is refused.
+pub fn websocket_origin_allowed(
+    origin: Option<&[u8]>,
+    host: Option<&[u8]>,
+    allowed: &[String],
+) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let Ok(origin) = std::str::from_utf8(origin) else {
+        return false;
+    };
+    if allowed.iter().any(|a| a == origin) {
+        return true;
+    }
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest.as_bytes());
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
 /// The retained events of one trace, as a JSON array (Go-compatible
 /// encoding, id order). Reads the ring through a temporary cursor.
 pub fn trace_json(bus: &crate::Bus, trace_id: &str) -> Vec<u8> {
@@ -66,6 +93,23 @@ mod tests {
         assert!(is_nexus_path("/__nexus/events"));
         assert!(!is_nexus_path("/__nexusx"));
         assert!(!is_nexus_path("/users"));
+    }
+
+    #[test]
+    fn websocket_origins() {
+        let allowed = vec!["https://app.example".to_owned()];
+        let check = |o: Option<&str>, h: Option<&str>| {
+            websocket_origin_allowed(o.map(str::as_bytes), h.map(str::as_bytes), &allowed)
+        };
+        assert!(check(None, Some("127.0.0.1:8080")), "non-browser client");
+        assert!(check(Some("http://127.0.0.1:8080"), Some("127.0.0.1:8080")));
+        assert!(check(Some("http://LOCALHOST:1"), Some("localhost:1")));
+        assert!(check(Some("https://app.example"), Some("api.example")));
+        assert!(!check(Some("http://evil.example"), Some("127.0.0.1:8080")));
+        assert!(!check(Some("http://127.0.0.1:9"), Some("127.0.0.1:8080")));
+        assert!(!check(Some("null"), Some("127.0.0.1:8080")));
+        assert!(!check(Some("http://evil.example"), None));
+        assert!(!websocket_origin_allowed(Some(b"http://\xff"), Some(b"x"), &allowed));
     }
 
     #[test]

@@ -1,0 +1,68 @@
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use nexus_trace_core::TraceContext;
+
+/// Extracts the request's [`TraceContext`] (span and bus).
+///
+/// Without the [`NexusTrace`](crate::NexusTrace) middleware around the
+/// route, the request fails with a 500 that says so; use `Option<Trace>` to
+/// make the middleware optional.
+///
+/// ```
+/// use nexus_trace_actix::Trace;
+///
+/// async fn handler(Trace(ctx): Trace) -> String {
+///     ctx.log("handling");
+///     ctx.trace_id().to_string()
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Trace(pub TraceContext);
+
+/// The error when [`Trace`] is used without the middleware: a 500 naming the fix.
+#[derive(Debug, Clone, Copy)]
+pub struct MissingTraceMiddleware;
+
+impl MissingTraceMiddleware {
+    const MESSAGE: &'static str = "nexus-trace: no request context; add \
+        `App::wrap(NexusTrace::new(bus))` (or `Scope::wrap`) around this route, \
+        or extract `Option<Trace>` where tracing is optional";
+}
+
+impl std::fmt::Display for MissingTraceMiddleware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(Self::MESSAGE)
+    }
+}
+
+impl std::error::Error for MissingTraceMiddleware {}
+
+impl ResponseError for MissingTraceMiddleware {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::InternalServerError()
+            .content_type("text/plain; charset=utf-8")
+            .body(Self::MESSAGE)
+    }
+}
+
+impl FromRequest for Trace {
+    type Error = MissingTraceMiddleware;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.extensions()
+                .get::<TraceContext>()
+                .cloned()
+                .map(Trace)
+                .ok_or(MissingTraceMiddleware),
+        )
+    }
+}

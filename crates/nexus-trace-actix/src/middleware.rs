@@ -1,0 +1,225 @@
+use std::fmt;
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{Error, HttpMessage};
+use nexus_trace_core::context::Scoped;
+use nexus_trace_core::web::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
+use nexus_trace_core::web::{is_nexus_path, TRACEPARENT_HEADER, TRACE_ID_HEADER};
+use nexus_trace_core::Bus;
+
+use crate::body::TracedBody;
+
+/// actix-web middleware that traces every request into a [`Bus`].
+///
+/// Wrap the app (`App::wrap`) or a scope (`Scope::wrap`); the matched route
+/// pattern (`/users/{id}`) becomes each request's endpoint, or the path when
+/// no route matched (or the fixed [`endpoint`](Self::endpoint)).
+///
+/// Each request publishes `request.start` and exactly one `request.end`, at
+/// the end of the response body, on a handler error, on a panic (status 500,
+/// error `handler panicked`) and when the client goes away (marked
+/// `aborted`). Requests to `/__nexus` are not traced.
+#[derive(Debug, Clone)]
+pub struct NexusTrace {
+    bus: Bus,
+    config: TraceConfig,
+}
+
+impl NexusTrace {
+    /// Traces into `bus`.
+    pub fn new(bus: Bus) -> Self {
+        NexusTrace {
+            bus,
+            config: TraceConfig::default(),
+        }
+    }
+
+    /// The service name recorded on every event.
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.config.service = Arc::from(name.into());
+        self
+    }
+
+    /// A fixed endpoint name instead of the route pattern.
+    pub fn endpoint(mut self, name: impl Into<String>) -> Self {
+        self.config.endpoint = Some(Arc::from(name.into()));
+        self
+    }
+
+    /// The transport label (default `http`).
+    pub fn transport(mut self, transport: impl Into<String>) -> Self {
+        self.config.transport = Arc::from(transport.into());
+        self
+    }
+
+    /// Record query strings (sensitive values redacted). Off by default.
+    pub fn capture_query(mut self, on: bool) -> Self {
+        self.config.capture_query = on;
+        self
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for NexusTrace
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<TracedBody<B>>;
+    type Error = Error;
+    type Transform = NexusTraceMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(NexusTraceMiddleware {
+            service,
+            bus: self.bus.clone(),
+            config: Arc::new(self.config.clone()),
+        }))
+    }
+}
+
+/// The service made by [`NexusTrace`] around the wrapped service.
+#[derive(Debug)]
+pub struct NexusTraceMiddleware<S> {
+    service: S,
+    bus: Bus,
+    config: Arc<TraceConfig>,
+}
+
+impl<S, B> Service<ServiceRequest> for NexusTraceMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<TracedBody<B>>;
+    type Error = Error;
+    type Future = ResponseFuture<S::Future>;
+
+    actix_web::dev::forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        if is_nexus_path(req.path()) {
+            // The dashboard and its event stream are not traced themselves.
+            return ResponseFuture::untraced(self.service.call(req));
+        }
+        let route = req.match_pattern();
+        let trace = RequestTrace::start(
+            &self.bus,
+            &self.config,
+            RequestInfo {
+                method: req.method().as_str(),
+                path: req.path(),
+                query: Some(req.query_string()).filter(|q| !q.is_empty()),
+                route: route.as_deref(),
+                traceparent: req
+                    .headers()
+                    .get(TRACEPARENT_HEADER)
+                    .map(HeaderValue::as_bytes),
+            },
+        );
+        let ctx = trace.context().clone();
+        req.extensions_mut().insert(ctx.clone());
+        // The synchronous part of `call` runs with the context too.
+        let future = {
+            let _entered = ctx.enter();
+            self.service.call(req)
+        };
+        ResponseFuture::traced(nexus_trace_core::scope(ctx, future), trace)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`NexusTraceMiddleware`].
+    ///
+    /// Holds the request's [`RequestTrace`]: if this future is dropped before
+    /// it completes (client gone) or while unwinding (handler panic), the
+    /// trace's drop publishes the single `request.end`.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Inner<F>,
+        trace: Option<RequestTrace>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = InnerProj]
+    enum Inner<F> {
+        Traced { #[pin] future: Scoped<F> },
+        Untraced { #[pin] future: F },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    fn traced(future: Scoped<F>, trace: RequestTrace) -> Self {
+        ResponseFuture {
+            inner: Inner::Traced { future },
+            trace: Some(trace),
+        }
+    }
+
+    fn untraced(future: F) -> Self {
+        ResponseFuture {
+            inner: Inner::Untraced { future },
+            trace: None,
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("trace", &self.trace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+    B: MessageBody,
+{
+    type Output = Result<ServiceResponse<TracedBody<B>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = match this.inner.project() {
+            InnerProj::Traced { future } => std::task::ready!(future.poll(cx)),
+            InnerProj::Untraced { future } => {
+                return future
+                    .poll(cx)
+                    .map_ok(|res| res.map_body(|_, b| TracedBody::new(b, None)));
+            }
+        };
+        let mut trace = this.trace.take();
+        match result {
+            Ok(mut res) => {
+                if let Some(trace) = trace.as_mut() {
+                    trace.set_status(res.status().as_u16());
+                    let name = HeaderName::from_static(TRACE_ID_HEADER);
+                    if !res.headers().contains_key(&name) {
+                        if let Ok(v) = HeaderValue::from_str(&trace.trace_id_header()) {
+                            res.headers_mut().insert(name, v);
+                        }
+                    }
+                }
+                Poll::Ready(Ok(res.map_body(|_, b| TracedBody::new(b, trace))))
+            }
+            Err(e) => {
+                if let Some(mut trace) = trace {
+                    trace.finish(Outcome::Failed {
+                        status: e.as_response_error().status_code().as_u16(),
+                        error: e.to_string(),
+                    });
+                }
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}
