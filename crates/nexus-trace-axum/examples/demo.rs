@@ -62,7 +62,10 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .ok()
                     .filter(|n| (1..=Bus::MAX_CAPACITY).contains(n))
-                    .ok_or(format!("--capacity {v:?}: expected 1..={}", Bus::MAX_CAPACITY))?;
+                    .ok_or(format!(
+                        "--capacity {v:?}: expected 1..={}",
+                        Bus::MAX_CAPACITY
+                    ))?;
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -108,7 +111,9 @@ fn open_db() -> rusqlite::Result<Connection> {
          CREATE TABLE orders (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL
             REFERENCES users(id), item TEXT NOT NULL, amount_cents INTEGER NOT NULL);",
     )?;
-    let names = ["ada", "grace", "linus", "barbara", "ken", "margaret", "dennis", "frances"];
+    let names = [
+        "ada", "grace", "linus", "barbara", "ken", "margaret", "dennis", "frances",
+    ];
     let tx = db.unchecked_transaction()?;
     for id in 1..=100 {
         let name = format!("{}-{id}", names[id % names.len()]);
@@ -207,7 +212,9 @@ async fn create_order(
     };
     let error = match &result {
         Err(e) => Some(e.to_string()),
-        Ok(res) if !res.status().is_success() => Some(format!("payments answered {}", res.status())),
+        Ok(res) if !res.status().is_success() => {
+            Some(format!("payments answered {}", res.status()))
+        }
         Ok(_) => None,
     };
     trace.record("http.payments.charge", start, error.as_deref());
@@ -241,7 +248,10 @@ async fn charge(Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
     tokio::time::sleep(Duration::from_millis(3 + (cents as u64 % 12))).await;
     context::record::<str>("ledger.write", start, None);
     if cents % 20 == 7 {
-        return (StatusCode::PAYMENT_REQUIRED, Json(json!({ "status": "declined" })));
+        return (
+            StatusCode::PAYMENT_REQUIRED,
+            Json(json!({ "status": "declined" })),
+        );
     }
     (StatusCode::OK, Json(json!({ "status": "charged" })))
 }
@@ -353,7 +363,10 @@ async fn main() {
     let listener = match tokio::net::TcpListener::bind(args.addr).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("demo: cannot listen on {}: {e} (try --addr 127.0.0.1:0)", args.addr);
+            eprintln!(
+                "demo: cannot listen on {}: {e} (try --addr 127.0.0.1:0)",
+                args.addr
+            );
             std::process::exit(1);
         }
     };
@@ -368,7 +381,11 @@ async fn main() {
     println!("  try:        curl {base}/users/7   |   curl -X POST {base}/orders -H 'content-type: application/json' -d '{{\"userId\":7,\"item\":\"tea\",\"amountCents\":450}}'");
     println!(
         "  traffic:    {}",
-        if args.traffic { "built-in background requests (--no-traffic to stop)" } else { "off" }
+        if args.traffic {
+            "built-in background requests (--no-traffic to stop)"
+        } else {
+            "off"
+        }
     );
     if args.traffic {
         tokio::spawn(traffic(base));

@@ -4,88 +4,8 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use nexus_trace_core::web::sse::{SseEvent, SseParser};
 use serde_json::Value;
-
-/// One dispatched SSE event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
-    /// The `id:` field, if the event had one.
-    pub id: Option<String>,
-    /// The `event:` type (`message` when absent).
-    pub event: String,
-    /// The `data:` lines joined with `\n`.
-    pub data: String,
-}
-
-/// An incremental parser following the HTML Living Standard's SSE rules
-/// (line endings CRLF, LF or CR; comments; `data` joined by LF).
-#[derive(Debug, Default)]
-pub struct SseParser {
-    buf: Vec<u8>,
-    id: Option<String>,
-    event: Option<String>,
-    data: Vec<String>,
-    has_data: bool,
-    /// Comment lines seen (keep-alives).
-    pub comments: usize,
-}
-
-impl SseParser {
-    /// Feeds bytes; returns the events completed by them.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
-        self.buf.extend_from_slice(bytes);
-        let mut out = Vec::new();
-        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n' || *b == b'\r') {
-            // A CR at the very end may be the first half of CRLF: wait.
-            if self.buf[pos] == b'\r' && pos + 1 == self.buf.len() {
-                break;
-            }
-            let line = String::from_utf8_lossy(&self.buf[..pos]).into_owned();
-            let skip = if self.buf[pos] == b'\r' && self.buf.get(pos + 1) == Some(&b'\n') {
-                2
-            } else {
-                1
-            };
-            self.buf.drain(..pos + skip);
-            if let Some(e) = self.line(&line) {
-                out.push(e);
-            }
-        }
-        out
-    }
-
-    fn line(&mut self, line: &str) -> Option<SseEvent> {
-        if line.is_empty() {
-            let event = self.has_data.then(|| SseEvent {
-                id: self.id.clone(),
-                event: self.event.take().unwrap_or_else(|| "message".into()),
-                data: self.data.join("\n"),
-            });
-            self.data.clear();
-            self.has_data = false;
-            self.event = None;
-            return event;
-        }
-        if line.starts_with(':') {
-            self.comments += 1;
-            return None;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
-        };
-        match field {
-            "data" => {
-                self.data.push(value.to_owned());
-                self.has_data = true;
-            }
-            "event" => self.event = Some(value.to_owned()),
-            "id" if !value.contains('\0') => self.id = Some(value.to_owned()),
-            _ => {}
-        }
-        None
-    }
-}
 
 /// An open SSE response.
 pub struct SseStream {
@@ -158,38 +78,4 @@ where
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parser_follows_the_spec() {
-        let mut p = SseParser::default();
-        let mut got = p.feed(b": hi\n\nid: 1\ndata: a\r\ndata:b\r\revent: x\ndata: c\n");
-        got.extend(p.feed(b"\nid: 2\ndata: z\r"));
-        got.extend(p.feed(b"\n\n"));
-        assert_eq!(p.comments, 1);
-        assert_eq!(
-            got,
-            vec![
-                SseEvent {
-                    id: Some("1".into()),
-                    event: "message".into(),
-                    data: "a\nb".into()
-                },
-                SseEvent {
-                    id: Some("1".into()),
-                    event: "x".into(),
-                    data: "c".into()
-                },
-                SseEvent {
-                    id: Some("2".into()),
-                    event: "message".into(),
-                    data: "z".into()
-                },
-            ]
-        );
-    }
 }

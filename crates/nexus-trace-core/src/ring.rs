@@ -99,7 +99,7 @@ use crossbeam_utils::CachePadded;
 use crate::event::Event;
 use crate::registry::{Handle, Registry};
 use crate::sync::{
-    fence, mutated, protocol_assert, Arc, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+    fence, mutated, protocol_assert, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
 };
 
 const WRITING: u64 = 0b01;
@@ -146,6 +146,8 @@ pub(crate) struct Ring {
     senders: AtomicUsize,
     dropped: CachePadded<AtomicU64>,
     abandoned: AtomicU64,
+    /// Set once the first event has been overwritten (warned about once).
+    overwrote: AtomicBool,
 }
 
 impl Ring {
@@ -168,6 +170,7 @@ impl Ring {
             senders: AtomicUsize::new(1),
             dropped: CachePadded::new(AtomicU64::new(0)),
             abandoned: AtomicU64::new(0),
+            overwrote: AtomicBool::new(false),
         }
     }
 
@@ -296,6 +299,17 @@ impl Ring {
             // SAFETY: the slot owned one count of `old`, transferred to us by
             // the swap; hazards on it have been paid for.
             drop(unsafe { Arc::from_raw(old) });
+            // Relaxed: only decides who logs; one load per publish once set.
+            if !self.overwrote.load(Ordering::Relaxed)
+                && !self.overwrote.swap(true, Ordering::Relaxed)
+            {
+                log::warn!(
+                    "nexus-trace: the bus is full ({} events); the oldest events are now \
+                     being overwritten and subscribers that fall behind will see Lagged \
+                     (logged once; see Bus::counters)",
+                    self.capacity()
+                );
+            }
         }
         id
     }

@@ -70,12 +70,12 @@ fn subscriber(bus: Bus, total: u64, behaviour: Behaviour, seed: u64) -> History 
     let mut h = History::default();
     while expected <= total {
         match behaviour {
-            Behaviour::Resubscribing if rng.next() % 5_000 == 0 => {
+            Behaviour::Resubscribing if rng.next().is_multiple_of(5_000) => {
                 // Reconnect with the last id we saw: no gap, no duplicate.
                 sub = bus.subscribe(expected - 1);
                 h.resubscribes += 1;
             }
-            Behaviour::Stalled if rng.next() % 50_000 == 0 => {
+            Behaviour::Stalled if rng.next().is_multiple_of(50_000) => {
                 thread::sleep(Duration::from_millis(20));
             }
             _ => {}

@@ -109,7 +109,11 @@ mod tests {
         assert!(!check(Some("http://127.0.0.1:9"), Some("127.0.0.1:8080")));
         assert!(!check(Some("null"), Some("127.0.0.1:8080")));
         assert!(!check(Some("http://evil.example"), None));
-        assert!(!websocket_origin_allowed(Some(b"http://\xff"), Some(b"x"), &allowed));
+        assert!(!websocket_origin_allowed(
+            Some(b"http://\xff"),
+            Some(b"x"),
+            &allowed
+        ));
     }
 
     #[test]

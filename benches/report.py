@@ -1,0 +1,104 @@
+"""Turns criterion estimates, the memory run and the HTTP runs into one Markdown report."""
+import json
+import os
+import platform
+import re
+import subprocess
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+CRIT = os.path.join(ROOT, "target", "criterion")
+
+
+def mean_ns(group, impl, param=None):
+    parts = [CRIT, group, impl] + ([str(param)] if param is not None else []) + ["new", "estimates.json"]
+    path = os.path.join(*parts)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)["mean"]["point_estimate"]
+
+
+def fmt(ns):
+    if ns is None:
+        return "–"
+    if ns >= 1e6:
+        return f"{ns / 1e6:.2f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.2f} µs"
+    return f"{ns:.1f} ns"
+
+
+def ratio(a, b):
+    return "–" if a is None or b is None else f"{a / b:.2f}×"
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cores = os.cpu_count()
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    return f"{cpu}, {cores} vCPU, {platform.system()} {platform.release()}, {rustc}"
+
+
+out = []
+out.append("# Benchmark results\n")
+out.append(f"Machine: {machine()}.  \nReproduce: `benches/run.sh` (criterion means; lower is better).\n")
+
+impls = ["nexus", "tokio-broadcast", "go-port", "arc-swap-ring", "floor"]
+out.append("## Publish, with idle subscribers attached (per event)\n")
+out.append("| subscribers | " + " | ".join(impls) + " | nexus / floor |")
+out.append("|---|" + "---|" * (len(impls) + 1))
+floor = mean_ns("publish", "floor", 0)
+for n in [0, 1, 4, 16]:
+    row = [fmt(mean_ns("publish", i, n)) for i in impls]
+    out.append(f"| {n} | " + " | ".join(row) + f" | {ratio(mean_ns('publish', 'nexus', n), floor)} |")
+
+out.append("\n## Throughput: producers publishing while 4 subscribers read (per event)\n")
+peers = ["nexus", "tokio-broadcast", "go-port", "arc-swap-ring"]
+out.append("| producers | " + " | ".join(peers) + " | tokio / nexus | go-port / nexus |")
+out.append("|---|" + "---|" * (len(peers) + 2))
+for p in ["1p", "2p"]:
+    vals = {i: mean_ns("throughput-4-subscribers", i, p) for i in peers}
+    out.append(f"| {p[0]} | " + " | ".join(fmt(vals[i]) for i in peers)
+               + f" | {ratio(vals['tokio-broadcast'], vals['nexus'])} | {ratio(vals['go-port'], vals['nexus'])} |")
+
+out.append("\n## Latency: publish until a blocked subscriber has the event\n")
+out.append("| nexus | tokio-broadcast | go-port |")
+out.append("|---|---|---|")
+out.append("| " + " | ".join(fmt(mean_ns("latency-publish-to-receive", i)) for i in ["nexus", "tokio-broadcast", "go-port"]) + " |")
+
+out.append("\n## Subscribe and replay a full backlog (4096 events)\n")
+out.append("| nexus | go-port | arc-swap-ring |")
+out.append("|---|---|---|")
+out.append("| " + " | ".join(fmt(mean_ns("replay-4096", i)) for i in ["nexus", "go-port", "arc-swap-ring"]) + " |")
+
+out.append("\n## Publish after 128 other threads used the structure (the thread-count trap)\n")
+out.append("| impl | 0 threads | 128 threads | 128 / 0 |")
+out.append("|---|---|---|---|")
+for i in ["nexus", "arc-swap-ring", "floor"]:
+    a, b = mean_ns("publish-after-threads", i, 0), mean_ns("publish-after-threads", i, 128)
+    out.append(f"| {i} | {fmt(a)} | {fmt(b)} | {ratio(b, a)} |")
+
+mem = os.path.join(ROOT, "target", "memory.txt")
+if os.path.exists(mem):
+    out.append("\n## Heap per retained event (capacity 4096, 4 subscribers)\n")
+    out.append("| impl | bytes/event |")
+    out.append("|---|---|")
+    for line in open(mem):
+        m = re.match(r"memory/(.+?): .* = (\d+) bytes/event", line)
+        if m:
+            out.append(f"| {m.group(1)} | {m.group(2)} |")
+
+http = os.path.join(ROOT, "target", "http.txt")
+if os.path.exists(http):
+    out.append("\n## HTTP overhead (hello world, wrk from a second process on 127.0.0.1)\n")
+    out.append(open(http).read().strip())
+
+print("\n".join(out))

@@ -1,0 +1,339 @@
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use actix_ws::{Message, MessageStream, Session};
+use futures_util::StreamExt;
+use nexus_trace_core::web::gate::{Access, AccessRequest, Decision};
+use nexus_trace_core::web::limit::{StreamLimiter, StreamPermit};
+use nexus_trace_core::web::stream::{EventStream, Format, Frame};
+use nexus_trace_core::web::{dashboard, resume, sse, trace_json, websocket_origin_allowed, PREFIX};
+use nexus_trace_core::Bus;
+
+/// The `/__nexus` routes: the live event stream, traces by id, and the
+/// dashboard, behind an access gate that must be chosen explicitly.
+///
+/// * `GET /__nexus/events`: WebSocket when the request asks to upgrade
+///   (`?since=N`, one JSON event per text message), otherwise Server-Sent
+///   Events (`id:` = event id; `Last-Event-ID` beats `?since=`). Without
+///   either, the retained backlog is replayed first. Lag is reported as a
+///   `lagged` frame. Past [`max_streams`](Self::max_streams) clients: 429.
+/// * `GET /__nexus/traces/{trace_id}`: the retained events of one trace.
+/// * `GET /__nexus/`: the dashboard.
+///
+/// Mount them with `App::configure(routes.config())`. `HttpServer` builds
+/// one `App` per worker: make the configuration once, outside the app
+/// factory, and clone it in, so that all workers share one stream cap:
+///
+/// ```no_run
+/// use actix_web::{App, HttpServer};
+/// use nexus_trace_actix::{Access, NexusRoutes, NexusTrace};
+/// use nexus_trace_core::Bus;
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let bus = Bus::new(4096);
+/// let nexus = NexusRoutes::new(bus.clone(), Access::loopback()).config();
+/// HttpServer::new(move || {
+///     App::new()
+///         .wrap(NexusTrace::new(bus.clone()).service("users"))
+///         .configure(nexus.clone())
+/// })
+/// .bind(("127.0.0.1", 8080))?
+/// .run()
+/// .await
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct NexusRoutes {
+    bus: Bus,
+    access: Access,
+    max_streams: usize,
+    keep_alive: Duration,
+    allowed_origins: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    bus: Bus,
+    access: Access,
+    limiter: Arc<StreamLimiter>,
+    keep_alive: Duration,
+    allowed_origins: Vec<String>,
+}
+
+impl NexusRoutes {
+    /// Routes over `bus`, gated by `access` (e.g. [`Access::loopback`] or
+    /// `Access::bearer(token)?`; an empty token is refused there).
+    pub fn new(bus: Bus, access: Access) -> Self {
+        NexusRoutes {
+            bus,
+            access,
+            max_streams: 32,
+            keep_alive: Duration::from_secs(15),
+            allowed_origins: Vec::new(),
+        }
+    }
+
+    /// Most concurrent event-stream clients (default 32); more get 429.
+    pub fn max_streams(mut self, n: usize) -> Self {
+        self.max_streams = n;
+        self
+    }
+
+    /// Period of SSE keep-alive comments and WebSocket pings (default 15 s).
+    pub fn keep_alive(mut self, period: Duration) -> Self {
+        self.keep_alive = period.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Also accept WebSocket connections from this `Origin` (by default only
+    /// same-origin pages and non-browser clients are accepted).
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.allowed_origins.push(origin.into());
+        self
+    }
+
+    /// The configuration to pass to `App::configure`. Clones share one
+    /// stream cap, so make it once and clone it into the `HttpServer`
+    /// factory. The access gate sees the TCP peer (`HttpRequest::peer_addr`),
+    /// never `X-Forwarded-For`.
+    pub fn config(self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + Sync + 'static {
+        let shared = Arc::new(Shared {
+            limiter: StreamLimiter::new(self.max_streams),
+            bus: self.bus,
+            access: self.access,
+            keep_alive: self.keep_alive,
+            allowed_origins: self.allowed_origins,
+        });
+        move |cfg: &mut web::ServiceConfig| {
+            let s = shared.clone();
+            cfg.route(
+                PREFIX,
+                web::get().to(move |req: HttpRequest| {
+                    let s = s.clone();
+                    async move {
+                        gated(&s, &req).unwrap_or_else(|| {
+                            HttpResponse::PermanentRedirect()
+                                .insert_header((header::LOCATION, "/__nexus/"))
+                                .finish()
+                        })
+                    }
+                }),
+            );
+            let s = shared.clone();
+            cfg.route(
+                &format!("{PREFIX}/"),
+                web::get().to(move |req: HttpRequest| {
+                    let s = s.clone();
+                    async move { gated(&s, &req).unwrap_or_else(page) }
+                }),
+            );
+            let s = shared.clone();
+            cfg.route(
+                &format!("{PREFIX}/events"),
+                web::get().to(move |req: HttpRequest, payload: web::Payload| {
+                    let s = s.clone();
+                    async move {
+                        match gated(&s, &req) {
+                            Some(refused) => refused,
+                            None => events(&s, &req, payload),
+                        }
+                    }
+                }),
+            );
+            let s = shared.clone();
+            cfg.route(
+                &format!("{PREFIX}/traces/{{trace_id}}"),
+                web::get().to(move |req: HttpRequest, id: web::Path<String>| {
+                    let s = s.clone();
+                    async move { gated(&s, &req).unwrap_or_else(|| trace(&s, &id)) }
+                }),
+            );
+        }
+    }
+}
+
+/// The access gate: `None` to serve the request, else the refusal.
+fn gated(shared: &Shared, req: &HttpRequest) -> Option<HttpResponse> {
+    let decision = shared.access.check(&AccessRequest {
+        peer: req.peer_addr(),
+        authorization: req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+        query: req.uri().query(),
+    });
+    match decision {
+        Decision::Allow => None,
+        Decision::Unauthorized => Some(
+            HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"nexus\""))
+                .content_type("text/plain; charset=utf-8")
+                .body("nexus: missing or invalid bearer token\n"),
+        ),
+        Decision::Forbidden => Some(text(
+            HttpResponse::Forbidden(),
+            "nexus: this peer may not access /__nexus\n",
+        )),
+    }
+}
+
+fn text(mut res: actix_web::HttpResponseBuilder, body: impl Into<String>) -> HttpResponse {
+    res.content_type("text/plain; charset=utf-8")
+        .body(body.into())
+}
+
+fn page() -> HttpResponse {
+    let mut res = HttpResponse::Ok();
+    for (name, value) in dashboard::HEADERS {
+        res.insert_header((name, value));
+    }
+    res.body(dashboard::HTML)
+}
+
+fn trace(shared: &Shared, trace_id: &str) -> HttpResponse {
+    if trace_id.is_empty() || trace_id.len() > 128 {
+        return text(
+            HttpResponse::BadRequest(),
+            "nexus: trace id must be 1 to 128 bytes\n",
+        );
+    }
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(trace_json(&shared.bus, trace_id))
+}
+
+fn events(shared: &Shared, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
+    let since = match resume::resume_point(
+        req.headers()
+            .get("last-event-id")
+            .map(HeaderValue::as_bytes),
+        req.uri().query(),
+    ) {
+        Ok(since) => since.unwrap_or(0),
+        Err(e) => return text(HttpResponse::BadRequest(), format!("nexus: {e}\n")),
+    };
+    let websocket = req
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if websocket
+        && !websocket_origin_allowed(
+            req.headers().get(header::ORIGIN).map(HeaderValue::as_bytes),
+            req.headers().get(header::HOST).map(HeaderValue::as_bytes),
+            &shared.allowed_origins,
+        )
+    {
+        return text(
+            HttpResponse::Forbidden(),
+            "nexus: cross-origin WebSocket refused\n",
+        );
+    }
+    let Some(permit) = shared.limiter.try_acquire() else {
+        let mut res = HttpResponse::TooManyRequests();
+        res.insert_header((header::RETRY_AFTER, "5"));
+        return text(res, "nexus: too many event-stream clients\n");
+    };
+    if websocket {
+        return match actix_ws::handle(req, payload) {
+            Ok((response, session, incoming)) => {
+                let stream = event_stream(shared, since, Format::WebSocket, permit);
+                actix_web::rt::spawn(serve_websocket(session, incoming, stream));
+                response
+            }
+            Err(e) => e.as_response_error().error_response(),
+        };
+    }
+    let stream = event_stream(shared, since, Format::Sse, permit).map(|frame| {
+        Ok::<_, Infallible>(match frame {
+            Frame::Data(bytes) => Bytes::from(bytes),
+            Frame::KeepAlive => Bytes::from_static(sse::KEEP_ALIVE),
+        })
+    });
+    let mut res = HttpResponse::Ok();
+    res.content_type(sse::CONTENT_TYPE);
+    for (name, value) in sse::HEADERS {
+        res.insert_header((name, value));
+    }
+    res.streaming(stream)
+}
+
+fn event_stream(
+    shared: &Shared,
+    since: u64,
+    format: Format,
+    permit: StreamPermit,
+) -> EventStream<Ticks> {
+    EventStream::new(
+        shared.bus.subscribe(since),
+        format,
+        Ticks::new(shared.keep_alive),
+        Some(permit),
+    )
+}
+
+async fn serve_websocket(
+    mut session: Session,
+    mut incoming: MessageStream,
+    mut stream: EventStream<Ticks>,
+) {
+    loop {
+        tokio::select! {
+            frame = stream.next() => {
+                let sent = match frame {
+                    Some(Frame::Data(bytes)) => match String::from_utf8(bytes) {
+                        Ok(text) => session.text(text).await,
+                        Err(_) => continue,
+                    },
+                    Some(Frame::KeepAlive) => session.ping(b"").await,
+                    None => {
+                        let _ = session.close(None).await;
+                        return;
+                    }
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+            message = incoming.recv() => match message {
+                Some(Ok(Message::Close(reason))) => {
+                    // Answer the close handshake, then stop.
+                    let _ = session.close(reason).await;
+                    return;
+                }
+                Some(Ok(Message::Ping(bytes))) => {
+                    if session.pong(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return,
+            },
+        }
+    }
+}
+
+/// Keep-alive ticks from a tokio interval (the first one after one period).
+#[derive(Debug)]
+struct Ticks(tokio::time::Interval);
+
+impl Ticks {
+    fn new(period: Duration) -> Ticks {
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ticks(interval)
+    }
+}
+
+impl futures_util::Stream for Ticks {
+    type Item = ();
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<()>> {
+        self.0.poll_tick(cx).map(|_| Some(()))
+    }
+}

@@ -1,0 +1,258 @@
+//! The shared conformance suite against the actix-web adapter.
+
+use std::time::{Duration, Instant};
+
+use actix_web::body::BoxBody;
+use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Bytes};
+use actix_web::{App, HttpResponse, HttpServer, ResponseError};
+use nexus_trace_actix::{Access, NexusRoutes, NexusTrace, Trace};
+use nexus_trace_conformance::{conformance_tests, Harness, Opts, Server};
+use nexus_trace_core::{context, Bus};
+
+struct Actix;
+
+fn chunks(n: usize, every: Duration) -> HttpResponse {
+    let stream = futures_util::stream::unfold(0, move |i| async move {
+        if i == n {
+            return None;
+        }
+        if i > 0 {
+            tokio::time::sleep(every).await;
+        }
+        Some((
+            Ok::<_, std::io::Error>(Bytes::from(format!("chunk {i}\n"))),
+            i + 1,
+        ))
+    });
+    HttpResponse::Ok().streaming(stream)
+}
+
+fn deep_repository_call() {
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_millis(2));
+    context::record::<str>("db.deep", start, None).expect("inside a request");
+}
+
+#[derive(Debug)]
+struct AppError(&'static str);
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl ResponseError for AppError {
+    fn error_response(&self) -> HttpResponse<BoxBody> {
+        HttpResponse::InternalServerError().body(self.0)
+    }
+}
+
+fn traced_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ok", web::get().to(|| async { "ok" }))
+        .route(
+            "/status/{code}",
+            web::get().to(|code: web::Path<String>| async move {
+                let status = code
+                    .parse()
+                    .ok()
+                    .and_then(|c| StatusCode::from_u16(c).ok())
+                    .unwrap_or(StatusCode::BAD_REQUEST);
+                HttpResponse::build(status).finish()
+            }),
+        )
+        .route(
+            "/error",
+            web::get().to(|| async { Err::<HttpResponse, _>(AppError("database unavailable")) }),
+        )
+        .route(
+            "/panic",
+            web::get().to(|| async {
+                if std::hint::black_box(true) {
+                    panic!("handler panicked on purpose");
+                }
+                "unreachable"
+            }),
+        )
+        .route(
+            "/stream",
+            web::get().to(|| async { chunks(3, Duration::from_millis(50)) }),
+        )
+        .route(
+            "/slow",
+            web::get().to(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                "slow"
+            }),
+        )
+        .route(
+            "/slow-body",
+            web::get().to(|| async { chunks(50, Duration::from_millis(100)) }),
+        )
+        .route(
+            "/deep",
+            web::get().to(|| async {
+                deep_repository_call();
+                "deep"
+            }),
+        )
+        .route(
+            "/spawned",
+            web::get().to(|| async {
+                tokio::spawn(context::propagate(async {
+                    let start = Instant::now();
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    context::record::<str>("spawned.call", start, None);
+                }))
+                .await
+                .unwrap();
+                "spawned"
+            }),
+        )
+        .route(
+            "/extract",
+            web::get().to(|Trace(ctx): Trace| async move { ctx.trace_id().to_string() }),
+        );
+}
+
+fn serve(bus: Bus, opts: Opts, port_tx: tokio::sync::oneshot::Sender<(u16, ServerHandle)>) {
+    let ip = if opts.all_interfaces {
+        "0.0.0.0"
+    } else {
+        "127.0.0.1"
+    };
+    let nexus = opts.mount.then(|| {
+        let access = match &opts.token {
+            Some(t) => Access::bearer(t).unwrap(),
+            None => Access::loopback(),
+        };
+        NexusRoutes::new(bus.clone(), access)
+            .max_streams(opts.max_streams)
+            .keep_alive(opts.keep_alive)
+            .config()
+    });
+    actix_rt::System::new().block_on(async move {
+        let server = HttpServer::new(move || {
+            let mut app = App::new()
+                .route(
+                    "/no-layer",
+                    web::get().to(|Trace(ctx): Trace| async move { ctx.trace_id().to_string() }),
+                )
+                .route(
+                    "/no-layer-optional",
+                    web::get().to(|t: Option<Trace>| async move {
+                        if t.is_some() {
+                            "some"
+                        } else {
+                            "none"
+                        }
+                    }),
+                );
+            if let Some(nexus) = &nexus {
+                app = app.configure(nexus.clone());
+            }
+            app.service(
+                web::scope("")
+                    .wrap(NexusTrace::new(bus.clone()).service("conformance"))
+                    .configure(traced_routes)
+                    .default_service(web::to(HttpResponse::NotFound)),
+            )
+        })
+        .workers(2)
+        // Drop a request when its client goes away (hyper's default), so
+        // that the handler future is dropped and the end marked aborted.
+        .h1_allow_half_closed(false)
+        .disable_signals()
+        .bind((ip, 0))
+        .unwrap();
+        let port = server.addrs()[0].port();
+        let server = server.run();
+        port_tx.send((port, server.handle())).ok();
+        server.await.unwrap();
+    });
+}
+
+impl Harness for Actix {
+    async fn spawn(&self, opts: Opts) -> Server {
+        let bus = Bus::new(opts.capacity);
+        let token = opts.token.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let server_bus = bus.clone();
+        // actix's HttpServer is not Send: it runs on its own thread and
+        // actix System; the listener is bound before the port comes back.
+        std::thread::spawn(move || serve(server_bus, opts, tx));
+        let (port, handle) = rx.await.expect("actix server started");
+        Server {
+            port,
+            bus,
+            token,
+            guard: Box::new(StopOnDrop(handle)),
+        }
+    }
+}
+
+struct StopOnDrop(ServerHandle);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        // The stop command is sent at once; its completion is not awaited.
+        drop(self.0.stop(false));
+    }
+}
+
+conformance_tests!(Actix);
+
+async fn next<S: futures_util::Stream + Unpin>(ws: &mut S) -> Option<S::Item> {
+    use futures_util::StreamExt;
+    tokio::time::timeout(Duration::from_secs(2), ws.next())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Beyond the suite: the WebSocket sends pings on keep-alive, answers the
+/// client's pings, completes the close handshake and frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_pings_and_close_handshake() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = Actix
+        .spawn(Opts {
+            keep_alive: Duration::from_millis(100),
+            max_streams: 1,
+            ..Opts::default()
+        })
+        .await;
+    let url = format!("ws://127.0.0.1:{}/__nexus/events", server.port);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let first = next(&mut ws).await.expect("a frame").unwrap();
+    assert!(matches!(first, Message::Ping(_)), "{first:?}");
+    ws.send(Message::Ping(Bytes::from_static(b"hi")))
+        .await
+        .unwrap();
+    loop {
+        match next(&mut ws).await.expect("a pong").unwrap() {
+            Message::Pong(p) => {
+                assert_eq!(&p[..], b"hi");
+                break;
+            }
+            Message::Ping(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    ws.close(None).await.unwrap();
+    // The server answers the close; the stream then ends.
+    let mut closed = false;
+    while let Some(Ok(m)) = next(&mut ws).await {
+        closed |= m.is_close();
+    }
+    assert!(closed, "the server answered the close");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("the place was freed");
+    drop(ws);
+}
