@@ -161,6 +161,7 @@ macro_rules! conformance_tests {
             stream_cap_returns_429_and_spares_existing_streams,
             nexus_routes_are_not_recorded_and_dashboard_is_strict,
             stalled_stream_client_is_lagged_not_buffered,
+            event_shapes_match_the_reference,
         );
     };
 }

@@ -730,3 +730,59 @@ pub async fn stalled_stream_client_is_lagged_not_buffered(h: &impl Harness) {
         "delivered {delivered}: buffered, not lagged"
     );
 }
+
+/// The events of a few requests, reduced to what does not vary between
+/// runs (no ids, times, durations): kinds, which fields are present, and the
+/// values a user filters on.
+fn shape(events: &[Value]) -> Value {
+    let stable = [
+        "kind", "service", "endpoint", "transport", "method", "path", "status", "message", "error",
+    ];
+    Value::Array(
+        events
+            .iter()
+            .map(|e| {
+                let obj = e.as_object().expect("event object");
+                // durationMs is omitted under 1 ms (Go's omitempty): timing, not shape.
+                let mut keys: Vec<&String> = obj.keys().filter(|k| *k != "durationMs").collect();
+                keys.sort();
+                let mut out = serde_json::Map::new();
+                out.insert("fields".into(), keys.into_iter().cloned().collect());
+                for k in stable {
+                    if let Some(v) = obj.get(k) {
+                        out.insert(k.into(), v.clone());
+                    }
+                }
+                if let Some(meta) = obj.get("meta") {
+                    out.insert("meta".into(), meta.clone());
+                }
+                Value::Object(out)
+            })
+            .collect(),
+    )
+}
+
+/// The same requests produce events of the same shape on every adapter: the
+/// shapes must equal the reference in `shape.json`.
+pub async fn event_shapes_match_the_reference(h: &impl Harness) {
+    let server = h.spawn(Opts::default()).await;
+    let c = client();
+    let mut all = serde_json::Map::new();
+    for path in ["/status/201", "/deep", "/error", "/stream"] {
+        let res = server.get(&c, path).send().await.unwrap();
+        let trace = trace_id(&res);
+        let _ = res.bytes().await;
+        let events = server.finished_trace(&trace).await;
+        all.insert(path.into(), shape(&events));
+    }
+    let got = Value::Object(all);
+    let reference: Value = serde_json::from_str(include_str!("shape.json")).unwrap();
+    if std::env::var_os("NEXUS_WRITE_SHAPE").is_some() {
+        std::fs::write(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/src/shape.json"),
+            serde_json::to_string_pretty(&got).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+    assert_eq!(got, reference, "event shapes differ from the reference");
+}
