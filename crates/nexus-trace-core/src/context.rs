@@ -93,6 +93,8 @@ pub struct TraceContext {
 struct Inner {
     span: Span,
     bus: Bus,
+    /// The span's fields already formatted, cloned into every event.
+    template: Event,
 }
 
 impl fmt::Debug for TraceContext {
@@ -106,8 +108,20 @@ impl fmt::Debug for TraceContext {
 impl TraceContext {
     /// Bundles a span with the bus its events are published to.
     pub fn new(bus: Bus, span: Span) -> TraceContext {
+        let template = Event {
+            trace_id: span.trace_id.to_string(),
+            span_id: span.span_id.to_string(),
+            parent_id: span.parent_id.map(|p| p.to_string()).unwrap_or_default(),
+            service: span.service.clone(),
+            endpoint: span.endpoint.clone(),
+            ..Event::default()
+        };
         TraceContext {
-            inner: std::sync::Arc::new(Inner { span, bus }),
+            inner: std::sync::Arc::new(Inner {
+                span,
+                bus,
+                template,
+            }),
         }
     }
 
@@ -129,15 +143,9 @@ impl TraceContext {
     /// An event of `kind` already carrying this request's trace id, span id,
     /// parent id, service and endpoint.
     pub fn event(&self, kind: Kind) -> Event {
-        let span = &self.inner.span;
         Event {
-            trace_id: span.trace_id.to_string(),
-            span_id: span.span_id.to_string(),
-            parent_id: span.parent_id.map(|p| p.to_string()).unwrap_or_default(),
             kind,
-            service: span.service.clone(),
-            endpoint: span.endpoint.clone(),
-            ..Event::default()
+            ..self.inner.template.clone()
         }
     }
 

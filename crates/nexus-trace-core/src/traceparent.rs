@@ -79,11 +79,21 @@ impl TraceId {
     /// The all-zero (invalid) trace id.
     pub const INVALID: TraceId = TraceId([0; 16]);
 
-    /// A new random trace id: a UUID v7, i.e. time-ordered (48-bit
-    /// millisecond timestamp prefix) followed by random bits. Never all zero.
+    /// A new random trace id laid out as a UUID v7 (RFC 9562): a 48-bit
+    /// millisecond timestamp, the version and variant bits, and 74 random
+    /// bits from a thread-local generator. Time-ordered and never all zero
+    /// (the version bits alone make it non-zero). The randomness is for
+    /// uniqueness, not secrecy, as W3C Trace Context asks.
     #[must_use]
     pub fn random() -> TraceId {
-        TraceId(uuid::Uuid::now_v7().into_bytes())
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut b = fastrand::u128(..).to_be_bytes();
+        b[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+        b[6] = 0x70 | (b[6] & 0x0f); // version 7
+        b[8] = 0x80 | (b[8] & 0x3f); // RFC 9562 variant
+        TraceId(b)
     }
 
     /// Builds a trace id from raw bytes; `None` if they are all zero.
@@ -141,17 +151,12 @@ impl SpanId {
     /// The all-zero (invalid) span id.
     pub const INVALID: SpanId = SpanId([0; 8]);
 
-    /// A new random span id: 64 random bits taken from a UUID v4 (its two
-    /// halves XORed, so the fixed version/variant bits are masked by random
-    /// ones). Never all zero.
+    /// A new random span id: 64 bits from a thread-local generator.
+    /// Never all zero.
     #[must_use]
     pub fn random() -> SpanId {
         loop {
-            let u = uuid::Uuid::new_v4().into_bytes();
-            let mut folded = [0u8; 8];
-            for (i, out) in folded.iter_mut().enumerate() {
-                *out = u[i] ^ u[i + 8];
-            }
+            let folded = fastrand::u64(..).to_be_bytes();
             if let Some(id) = SpanId::from_bytes(folded) {
                 return id;
             }

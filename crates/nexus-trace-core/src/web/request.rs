@@ -87,10 +87,11 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct RequestTrace {
     ctx: TraceContext,
-    method: String,
-    path: String,
-    query: String,
-    transport: Arc<str>,
+    /// The fields `request.start` and `request.end` share; the start event
+    /// is a clone, the end event takes it.
+    /// Boxed: the trace lives inside request futures and bodies, which
+    /// move; a pointer moves cheaper than an event.
+    template: Box<crate::Event>,
     /// Response status once headers exist; 0 before.
     status: u16,
     ended: bool,
@@ -116,36 +117,26 @@ impl RequestTrace {
             span = span.with_parent(&parent);
         }
         let ctx = TraceContext::new(bus.clone(), span);
-        let trace = RequestTrace {
-            method: redact::cap(req.method, 32),
-            path: redact::capture_path(req.path),
-            query: match (config.capture_query, req.query) {
-                (true, Some(q)) if !q.is_empty() => redact::redact_query(q),
-                _ => String::new(),
-            },
+        let mut template = ctx.event(Kind::RequestStart);
+        template.transport = config.transport.to_string();
+        template.method = redact::cap(req.method, 32);
+        template.path = redact::capture_path(req.path);
+        if let (true, Some(q)) = (config.capture_query, req.query) {
+            if !q.is_empty() {
+                let q = serde_json::Value::String(redact::redact_query(q));
+                template.meta.insert("query".into(), q);
+            }
+        }
+        let mut start = template.clone();
+        let template = Box::new(template);
+        start.timestamp = ctx.span().started_at;
+        ctx.publish(start);
+        RequestTrace {
             ctx,
-            transport: config.transport.clone(),
+            template,
             status: 0,
             ended: false,
-        };
-        let mut event = trace.event(Kind::RequestStart);
-        event.timestamp = trace.ctx.span().started_at;
-        trace.ctx.publish(event);
-        trace
-    }
-
-    fn event(&self, kind: Kind) -> crate::Event {
-        let mut event = self.ctx.event(kind);
-        event.transport = self.transport.to_string();
-        event.method = self.method.clone();
-        event.path = self.path.clone();
-        if !self.query.is_empty() {
-            event.meta.insert(
-                "query".into(),
-                serde_json::Value::String(self.query.clone()),
-            );
         }
-        event
     }
 
     /// The request's context (for the extractor and `current()`).
@@ -196,7 +187,8 @@ impl RequestTrace {
             return;
         }
         self.ended = true;
-        let mut event = self.event(Kind::RequestEnd);
+        let mut event = std::mem::take(&mut *self.template);
+        event.kind = Kind::RequestEnd;
         event.status = status;
         event.error = redact::cap(&error, redact::MAX_FIELD);
         event.set_duration(self.ctx.span().start.elapsed());
