@@ -12,7 +12,9 @@ use futures_util::StreamExt;
 use nexus_trace_core::web::gate::{Access, AccessRequest, Decision};
 use nexus_trace_core::web::limit::{StreamLimiter, StreamPermit};
 use nexus_trace_core::web::stream::{EventStream, Format, Frame};
-use nexus_trace_core::web::{dashboard, resume, sse, trace_json, websocket_origin_allowed, PREFIX};
+use nexus_trace_core::web::{
+    dashboard, resume, sse, stats_json, trace_json, websocket_origin_allowed, PREFIX,
+};
 use nexus_trace_core::Bus;
 
 /// The `/__nexus` routes: the live event stream, traces by id, and the
@@ -24,6 +26,7 @@ use nexus_trace_core::Bus;
 ///   either, the retained backlog is replayed first. Lag is reported as a
 ///   `lagged` frame. Past [`max_streams`](Self::max_streams) clients: 429.
 /// * `GET /__nexus/traces/{trace_id}`: the retained events of one trace.
+/// * `GET /__nexus/stats`: the bus's counters and the stream cap's.
 /// * `GET /__nexus/`: the dashboard.
 ///
 /// Mount them with `App::configure(routes.config())`. `HttpServer` builds
@@ -154,6 +157,14 @@ impl NexusRoutes {
                     async move { gated(&s, &req).unwrap_or_else(|| trace(&s, &id)) }
                 }),
             );
+            let s = shared.clone();
+            cfg.route(
+                &format!("{PREFIX}/stats"),
+                web::get().to(move |req: HttpRequest| {
+                    let s = s.clone();
+                    async move { gated(&s, &req).unwrap_or_else(|| stats(&s)) }
+                }),
+            );
         }
     }
 }
@@ -197,15 +208,18 @@ fn page() -> HttpResponse {
 }
 
 fn trace(shared: &Shared, trace_id: &str) -> HttpResponse {
-    if trace_id.is_empty() || trace_id.len() > 128 {
-        return text(
-            HttpResponse::BadRequest(),
-            "nexus: trace id must be 1 to 128 bytes\n",
-        );
+    match trace_json(&shared.bus, trace_id) {
+        Ok(json) => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(json),
+        Err(reason) => text(HttpResponse::BadRequest(), reason),
     }
+}
+
+fn stats(shared: &Shared) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(trace_json(&shared.bus, trace_id))
+        .body(stats_json(&shared.bus, &shared.limiter))
 }
 
 fn events(shared: &Shared, req: &HttpRequest, payload: web::Payload) -> HttpResponse {

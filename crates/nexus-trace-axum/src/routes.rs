@@ -30,6 +30,7 @@ use nexus_trace_core::Bus;
 ///   either, the retained backlog is replayed first. Lag is reported as a
 ///   `lagged` frame. Past [`max_streams`](Self::max_streams) clients: 429.
 /// * `GET /__nexus/traces/{trace_id}`: the retained events of one trace.
+/// * `GET /__nexus/stats`: the bus's counters and the stream cap's.
 /// * `GET /__nexus/`: the dashboard.
 #[derive(Debug, Clone)]
 pub struct NexusRoutes {
@@ -98,6 +99,7 @@ impl NexusRoutes {
             .route(&format!("{PREFIX}/"), get(page))
             .route(&format!("{PREFIX}/events"), get(events))
             .route(&format!("{PREFIX}/traces/{{trace_id}}"), get(trace))
+            .route(&format!("{PREFIX}/stats"), get(stats))
             .route_layer(middleware::from_fn_with_state(shared.clone(), gate))
             .with_state(shared)
     }
@@ -142,16 +144,16 @@ async fn page() -> Response {
 }
 
 async fn trace(State(shared): State<Arc<Shared>>, Path(trace_id): Path<String>) -> Response {
-    if trace_id.is_empty() || trace_id.len() > 128 {
-        return (
-            StatusCode::BAD_REQUEST,
-            "nexus: trace id must be 1 to 128 bytes\n",
-        )
-            .into_response();
+    match trace_json(&shared.bus, &trace_id) {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(reason) => (StatusCode::BAD_REQUEST, reason).into_response(),
     }
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        trace_json(&shared.bus, &trace_id),
+        stats_json(&shared.bus, &shared.limiter),
     )
         .into_response()
 }

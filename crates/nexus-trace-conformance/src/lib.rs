@@ -20,7 +20,7 @@
 //! | `GET /extract` | returns the trace id taken from the context extractor |
 //! | `GET /no-layer` | *without* the middleware: uses the required extractor (must 500) |
 //! | `GET /no-layer-optional` | *without* the middleware: optional extractor, returns `none` |
-//! | `/__nexus/...` | mounted per [`Opts`] |
+//! | `/__nexus/...` | mounted per [`Opts`] (`/`, `/events`, `/traces/{id}`, `/stats`) |
 
 use std::future::Future;
 use std::time::Duration;
@@ -162,6 +162,8 @@ macro_rules! conformance_tests {
             nexus_routes_are_not_recorded_and_dashboard_is_strict,
             stalled_stream_client_is_lagged_not_buffered,
             event_shapes_match_the_reference,
+            reconnect_storm_leaves_nothing_behind,
+            oversized_ids_are_refused,
         );
     };
 }

@@ -736,7 +736,15 @@ pub async fn stalled_stream_client_is_lagged_not_buffered(h: &impl Harness) {
 /// values a user filters on.
 fn shape(events: &[Value]) -> Value {
     let stable = [
-        "kind", "service", "endpoint", "transport", "method", "path", "status", "message", "error",
+        "kind",
+        "service",
+        "endpoint",
+        "transport",
+        "method",
+        "path",
+        "status",
+        "message",
+        "error",
     ];
     Value::Array(
         events
@@ -785,4 +793,105 @@ pub async fn event_shapes_match_the_reference(h: &impl Harness) {
         .unwrap();
     }
     assert_eq!(got, reference, "event shapes differ from the reference");
+}
+
+async fn stats(server: &Server) -> Value {
+    let res = server
+        .get(&client(), "/__nexus/stats")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    serde_json::from_str(&res.text().await.unwrap()).unwrap()
+}
+
+/// A reconnect storm: hundreds of stream clients connect, read, and vanish
+/// (some mid-stream, some before reading). Afterwards no subscription and no
+/// stream place is left behind, the counters say so, and the server serves.
+pub async fn reconnect_storm_leaves_nothing_behind(h: &impl Harness) {
+    let server = h
+        .spawn(Opts {
+            max_streams: 16,
+            ..Opts::default()
+        })
+        .await;
+    publish_logs(&server, 50);
+    let mut tasks = Vec::new();
+    for round in 0..200u64 {
+        let url = server.url(&format!("/__nexus/events?since={}", round % 50));
+        tasks.push(tokio::spawn(async move {
+            let res = match client().get(url).send().await {
+                Ok(r) => r,
+                Err(_) => return 0u16,
+            };
+            let status = res.status().as_u16();
+            if status == 200 && round % 3 != 0 {
+                let mut s = SseStream::new(res);
+                let _ = s.next(Duration::from_millis(500)).await;
+            }
+            status
+        }));
+        if round % 20 == 0 {
+            // Publishing goes on during the storm.
+            publish_logs(&server, 5);
+        }
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            429 | 0 => {}
+            other => panic!("unexpected status {other} during the storm"),
+        }
+    }
+    assert!(ok > 0);
+    // Everything is released once the clients are gone.
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = stats(&server).await;
+        if last["streams"]["live"] == 0 && last["subscribers"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last["streams"]["live"], 0, "{last}");
+    assert_eq!(last["subscribers"], 0, "{last}");
+    assert_eq!(last["streams"]["max"], 16);
+    assert_eq!(last["published"], server.bus.last_id());
+    let mut s = SseStream::new(open_sse(&server, "?since=0", None).await);
+    assert!(s.next(5 * SECOND).await.is_some(), "a new client is served");
+    assert_eq!(
+        client()
+            .get(server.url("/ok"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+/// Oversized resume points and trace ids are refused with 400, never a panic.
+pub async fn oversized_ids_are_refused(h: &impl Harness) {
+    let server = h.spawn(Opts::default()).await;
+    let huge = "9".repeat(10_000);
+    assert_eq!(open_sse(&server, "", Some(&huge)).await.status(), 400);
+    assert_eq!(
+        open_sse(&server, &format!("?since={huge}"), None)
+            .await
+            .status(),
+        400
+    );
+    let long_id = "a".repeat(200);
+    let res = server
+        .get(&client(), &format!("/__nexus/traces/{long_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let s = stats(&server).await;
+    assert_eq!(
+        s["streams"]["live"], 0,
+        "refused streams hold no place: {s}"
+    );
 }

@@ -57,8 +57,33 @@ pub fn websocket_origin_allowed(
 }
 
 /// The retained events of one trace, as a JSON array (Go-compatible
-/// encoding, id order). Reads the ring through a temporary cursor.
-pub fn trace_json(bus: &crate::Bus, trace_id: &str) -> Vec<u8> {
+/// encoding, id order), or the reason the id is refused (answer 400): it
+/// must be 1 to 128 bytes. Reads the ring through a temporary cursor.
+pub fn trace_json(bus: &crate::Bus, trace_id: &str) -> Result<Vec<u8>, &'static str> {
+    if trace_id.is_empty() || trace_id.len() > 128 {
+        return Err("nexus: trace id must be 1 to 128 bytes\n");
+    }
+    Ok(retained_events_of(bus, trace_id))
+}
+
+/// The bus's and the stream cap's counters as JSON, for `GET /__nexus/stats`:
+/// `{"capacity":…,"published":…,"overwritten":…,"dropped":…,"abandoned":…,
+/// "subscribers":…,"streams":{"live":…,"max":…,"refused":…}}`.
+pub fn stats_json(bus: &crate::Bus, streams: &limit::StreamLimiter) -> String {
+    let c = bus.counters();
+    serde_json::json!({
+        "capacity": bus.capacity(),
+        "published": c.published,
+        "overwritten": c.overwritten,
+        "dropped": c.dropped,
+        "abandoned": c.abandoned,
+        "subscribers": c.subscribers,
+        "streams": { "live": streams.live(), "max": streams.max(), "refused": streams.refused() },
+    })
+    .to_string()
+}
+
+fn retained_events_of(bus: &crate::Bus, trace_id: &str) -> Vec<u8> {
     let mut sub = bus.subscribe(0);
     let last = bus.last_id();
     let mut out = b"[".to_vec();
@@ -125,7 +150,7 @@ mod tests {
                 ..Event::default()
             });
         }
-        let json = String::from_utf8(trace_json(&bus, "a")).unwrap();
+        let json = String::from_utf8(trace_json(&bus, "a").unwrap()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         let ids: Vec<u64> = v
             .as_array()
@@ -134,6 +159,8 @@ mod tests {
             .map(|e| e["id"].as_u64().unwrap())
             .collect();
         assert_eq!(ids, vec![1, 3]);
-        assert_eq!(trace_json(&bus, "zzz"), b"[]");
+        assert_eq!(trace_json(&bus, "zzz").unwrap(), b"[]");
+        assert!(trace_json(&bus, "").is_err());
+        assert!(trace_json(&bus, &"a".repeat(129)).is_err());
     }
 }
