@@ -18,7 +18,9 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use nexus_trace_core::web::gate::{Access, AccessRequest, Decision};
 use nexus_trace_core::web::limit::{StreamLimiter, StreamPermit};
 use nexus_trace_core::web::stream::{EventStream, Format, Frame};
-use nexus_trace_core::web::{dashboard, resume, sse, trace_json, websocket_origin_allowed, PREFIX};
+use nexus_trace_core::web::{
+    dashboard, resume, sse, stats_json, trace_json, websocket_origin_allowed, PREFIX,
+};
 use nexus_trace_core::Bus;
 
 /// The `/__nexus` routes: the live event stream, traces by id, and the
