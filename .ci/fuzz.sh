@@ -2,7 +2,7 @@
 # A short run of every fuzz target, seeded from the committed corpus (copied,
 # so new inputs do not dirty the tree).
 set -euo pipefail
-secs="${FUZZ_SECONDS:-30}"
+secs="${FUZZ_SECONDS:-20}"
 cd fuzz
 cargo +nightly fuzz build
 for target in $(cargo +nightly fuzz list); do

@@ -96,6 +96,14 @@ if os.path.exists(mem):
         if m:
             out.append(f"| {m.group(1)} | {m.group(2)} |")
 
+mw = {i: mean_ns("middleware-per-request", i) for i in ["bare", "nexus", "tower-http-trace"]}
+if mw["bare"]:
+    out.append("\n## Middleware cost per request, in process (axum hello world, no sockets)\n")
+    out.append("| bare | + NexusTraceLayer | + tower-http TraceLayer | nexus adds | TraceLayer adds |")
+    out.append("|---|---|---|---|---|")
+    add = lambda x: "–" if x is None else fmt(x - mw["bare"])
+    out.append(f"| {fmt(mw['bare'])} | {fmt(mw['nexus'])} | {fmt(mw['tower-http-trace'])} | {add(mw['nexus'])} | {add(mw['tower-http-trace'])} |")
+
 http = os.path.join(ROOT, "target", "http.txt")
 if os.path.exists(http):
     out.append("\n## HTTP overhead (hello world, wrk from a second process on 127.0.0.1)\n")

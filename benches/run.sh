@@ -10,6 +10,7 @@ if [ "${QUICK:-0}" = 1 ]; then
     extra=(--warm-up-time 1 --measurement-time 2)
 fi
 cargo bench -p nexus-trace-benches --bench bus -- "${extra[@]}" 2>&1 | grep -E "^[a-z].*time:" || true
+cargo bench -p nexus-trace-benches --bench middleware -- "${extra[@]}" 2>&1 | grep -E "^[a-z].*time:" || true
 cargo bench -q -p nexus-trace-benches --bench memory > target/memory.txt
 if [ -x benches/http.sh ] && [ "${SKIP_HTTP:-0}" != 1 ]; then
     benches/http.sh > target/http.txt

@@ -20,7 +20,10 @@ async fn main() -> std::io::Result<()> {
     HttpServer::new(move || {
         App::new()
             .route("/hello/{name}", web::get().to(|| async { "hello" }))
-            .wrap(Condition::new(nexus, NexusTrace::new(bus.clone()).service("hello")))
+            .wrap(Condition::new(
+                nexus,
+                NexusTrace::new(bus.clone()).service("hello"),
+            ))
             .wrap(Condition::new(logger, Logger::default()))
     })
     .workers(std::thread::available_parallelism().map_or(1, |n| n.get()))
