@@ -5,16 +5,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use actix_ws::{Message, MessageStream, Session};
 use futures_util::StreamExt;
-use nexus_trace_core::web::gate::{Access, AccessRequest, Decision};
-use nexus_trace_core::web::limit::{StreamLimiter, StreamPermit};
+use nexus_trace_core::web::gate::Access;
 use nexus_trace_core::web::stream::{EventStream, Format, Frame};
-use nexus_trace_core::web::{
-    dashboard, resume, sse, stats_json, trace_json, websocket_origin_allowed, PREFIX,
-};
+use nexus_trace_core::web::surface::{EventsRequest, Refusal, Surface};
+use nexus_trace_core::web::{dashboard, sse, PREFIX};
 use nexus_trace_core::Bus;
 
 /// The `/__nexus` routes: the live event stream, traces by id, and the
@@ -53,20 +52,7 @@ use nexus_trace_core::Bus;
 /// ```
 #[derive(Debug, Clone)]
 pub struct NexusRoutes {
-    bus: Bus,
-    access: Access,
-    max_streams: usize,
-    keep_alive: Duration,
-    allowed_origins: Vec<String>,
-}
-
-#[derive(Debug)]
-struct Shared {
-    bus: Bus,
-    access: Access,
-    limiter: Arc<StreamLimiter>,
-    keep_alive: Duration,
-    allowed_origins: Vec<String>,
+    surface: Surface,
 }
 
 impl NexusRoutes {
@@ -74,30 +60,26 @@ impl NexusRoutes {
     /// `Access::bearer(token)?`; an empty token is refused there).
     pub fn new(bus: Bus, access: Access) -> Self {
         NexusRoutes {
-            bus,
-            access,
-            max_streams: 32,
-            keep_alive: Duration::from_secs(15),
-            allowed_origins: Vec::new(),
+            surface: Surface::new(bus, access),
         }
     }
 
     /// Most concurrent event-stream clients (default 32); more get 429.
     pub fn max_streams(mut self, n: usize) -> Self {
-        self.max_streams = n;
+        self.surface = self.surface.max_streams(n);
         self
     }
 
     /// Period of SSE keep-alive comments and WebSocket pings (default 15 s).
     pub fn keep_alive(mut self, period: Duration) -> Self {
-        self.keep_alive = period.max(Duration::from_millis(10));
+        self.surface = self.surface.keep_alive(period);
         self
     }
 
     /// Also accept WebSocket connections from this `Origin` (by default only
     /// same-origin pages and non-browser clients are accepted).
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
-        self.allowed_origins.push(origin.into());
+        self.surface = self.surface.allow_origin(origin);
         self
     }
 
@@ -106,13 +88,7 @@ impl NexusRoutes {
     /// factory. The access gate sees the TCP peer (`HttpRequest::peer_addr`),
     /// never `X-Forwarded-For`.
     pub fn config(self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + Sync + 'static {
-        let shared = Arc::new(Shared {
-            limiter: StreamLimiter::new(self.max_streams),
-            bus: self.bus,
-            access: self.access,
-            keep_alive: self.keep_alive,
-            allowed_origins: self.allowed_origins,
-        });
+        let shared = Arc::new(self.surface);
         move |cfg: &mut web::ServiceConfig| {
             let s = shared.clone();
             cfg.route(
@@ -169,34 +145,29 @@ impl NexusRoutes {
     }
 }
 
-/// The access gate: `None` to serve the request, else the refusal.
-fn gated(shared: &Shared, req: &HttpRequest) -> Option<HttpResponse> {
-    let decision = shared.access.check(&AccessRequest {
-        peer: req.peer_addr(),
-        authorization: req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-        query: req.uri().query(),
-    });
-    match decision {
-        Decision::Allow => None,
-        Decision::Unauthorized => Some(
-            HttpResponse::Unauthorized()
-                .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"nexus\""))
-                .content_type("text/plain; charset=utf-8")
-                .body("nexus: missing or invalid bearer token\n"),
-        ),
-        Decision::Forbidden => Some(text(
-            HttpResponse::Forbidden(),
-            "nexus: this peer may not access /__nexus\n",
-        )),
+fn refusal(r: Refusal) -> HttpResponse {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut res = HttpResponse::build(status);
+    for header in r.headers {
+        res.insert_header(header);
     }
+    res.content_type("text/plain; charset=utf-8")
+        .body(r.message)
 }
 
-fn text(mut res: actix_web::HttpResponseBuilder, body: impl Into<String>) -> HttpResponse {
-    res.content_type("text/plain; charset=utf-8")
-        .body(body.into())
+fn raw<'a>(req: &'a HttpRequest, name: header::HeaderName) -> Option<&'a [u8]> {
+    req.headers().get(name).map(HeaderValue::as_bytes)
+}
+
+/// The access gate: `None` to serve the request, else the refusal.
+fn gated(surface: &Surface, req: &HttpRequest) -> Option<HttpResponse> {
+    surface
+        .gate(
+            req.peer_addr(),
+            raw(req, header::AUTHORIZATION),
+            req.uri().query(),
+        )
+        .map(refusal)
 }
 
 fn page() -> HttpResponse {
@@ -207,63 +178,45 @@ fn page() -> HttpResponse {
     res.body(dashboard::HTML)
 }
 
-fn trace(shared: &Shared, trace_id: &str) -> HttpResponse {
-    match trace_json(&shared.bus, trace_id) {
+fn trace(surface: &Surface, trace_id: &str) -> HttpResponse {
+    match surface.trace(trace_id) {
         Ok(json) => HttpResponse::Ok()
             .content_type("application/json")
             .body(json),
-        Err(reason) => text(HttpResponse::BadRequest(), reason),
+        Err(r) => refusal(r),
     }
 }
 
-fn stats(shared: &Shared) -> HttpResponse {
+fn stats(surface: &Surface) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(stats_json(&shared.bus, &shared.limiter))
+        .body(surface.stats())
 }
 
-fn events(shared: &Shared, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
-    let since = match resume::resume_point(
-        req.headers()
-            .get("last-event-id")
-            .map(HeaderValue::as_bytes),
-        req.uri().query(),
-    ) {
-        Ok(since) => since.unwrap_or(0),
-        Err(e) => return text(HttpResponse::BadRequest(), format!("nexus: {e}\n")),
+fn events(surface: &Surface, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
+    let admitted = surface.events(EventsRequest {
+        last_event_id: raw(req, header::HeaderName::from_static("last-event-id")),
+        query: req.uri().query(),
+        upgrade: raw(req, header::UPGRADE),
+        origin: raw(req, header::ORIGIN),
+        host: raw(req, header::HOST),
+    });
+    let admitted = match admitted {
+        Ok(a) => a,
+        Err(r) => return refusal(r),
     };
-    let websocket = req
-        .headers()
-        .get(header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    if websocket
-        && !websocket_origin_allowed(
-            req.headers().get(header::ORIGIN).map(HeaderValue::as_bytes),
-            req.headers().get(header::HOST).map(HeaderValue::as_bytes),
-            &shared.allowed_origins,
-        )
-    {
-        return text(
-            HttpResponse::Forbidden(),
-            "nexus: cross-origin WebSocket refused\n",
-        );
-    }
-    let Some(permit) = shared.limiter.try_acquire() else {
-        let mut res = HttpResponse::TooManyRequests();
-        res.insert_header((header::RETRY_AFTER, "5"));
-        return text(res, "nexus: too many event-stream clients\n");
-    };
-    if websocket {
+    let ticks = Ticks::new(surface.keep_alive_period());
+    if admitted.format == Format::WebSocket {
         return match actix_ws::handle(req, payload) {
             Ok((response, session, incoming)) => {
-                let stream = event_stream(shared, since, Format::WebSocket, permit);
+                let stream = admitted.into_stream(ticks);
                 actix_web::rt::spawn(serve_websocket(session, incoming, stream));
                 response
             }
             Err(e) => e.as_response_error().error_response(),
         };
     }
-    let stream = event_stream(shared, since, Format::Sse, permit).map(|frame| {
+    let stream = admitted.into_stream(ticks).map(|frame| {
         Ok::<_, Infallible>(match frame {
             Frame::Data(bytes) => Bytes::from(bytes),
             Frame::KeepAlive => Bytes::from_static(sse::KEEP_ALIVE),
@@ -275,20 +228,6 @@ fn events(shared: &Shared, req: &HttpRequest, payload: web::Payload) -> HttpResp
         res.insert_header((name, value));
     }
     res.streaming(stream)
-}
-
-fn event_stream(
-    shared: &Shared,
-    since: u64,
-    format: Format,
-    permit: StreamPermit,
-) -> EventStream<Ticks> {
-    EventStream::new(
-        shared.bus.subscribe(since),
-        format,
-        Ticks::new(shared.keep_alive),
-        Some(permit),
-    )
 }
 
 async fn serve_websocket(

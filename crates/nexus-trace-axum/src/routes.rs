@@ -15,16 +15,14 @@ use axum::routing::get;
 use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
-use nexus_trace_core::web::gate::{Access, AccessRequest, Decision};
-use nexus_trace_core::web::limit::{StreamLimiter, StreamPermit};
+use nexus_trace_core::web::gate::Access;
 use nexus_trace_core::web::stream::{EventStream, Format, Frame};
-use nexus_trace_core::web::{
-    dashboard, resume, sse, stats_json, trace_json, websocket_origin_allowed, PREFIX,
-};
+use nexus_trace_core::web::surface::{EventsRequest, Refusal, Surface};
+use nexus_trace_core::web::{dashboard, sse, PREFIX};
 use nexus_trace_core::Bus;
 
-/// The `/__nexus` routes: the live event stream, traces by id, and the
-/// dashboard, behind an access gate that must be chosen explicitly.
+/// The `/__nexus` routes: the live event stream, traces by id, counters and
+/// the dashboard, behind an access gate that must be chosen explicitly.
 ///
 /// * `GET /__nexus/events`: WebSocket when the request asks to upgrade
 ///   (`?since=N`, one JSON event per text message), otherwise Server-Sent
@@ -34,22 +32,12 @@ use nexus_trace_core::Bus;
 /// * `GET /__nexus/traces/{trace_id}`: the retained events of one trace.
 /// * `GET /__nexus/stats`: the bus's counters and the stream cap's.
 /// * `GET /__nexus/`: the dashboard.
+///
+/// Every decision is made by the framework-free [`Surface`] of the core, so
+/// the actix-web adapter answers exactly alike.
 #[derive(Debug, Clone)]
 pub struct NexusRoutes {
-    bus: Bus,
-    access: Access,
-    max_streams: usize,
-    keep_alive: Duration,
-    allowed_origins: Vec<String>,
-}
-
-#[derive(Debug)]
-struct Shared {
-    bus: Bus,
-    access: Access,
-    limiter: Arc<StreamLimiter>,
-    keep_alive: Duration,
-    allowed_origins: Vec<String>,
+    surface: Surface,
 }
 
 impl NexusRoutes {
@@ -57,30 +45,26 @@ impl NexusRoutes {
     /// `Access::bearer(token)?`; an empty token is refused there).
     pub fn new(bus: Bus, access: Access) -> Self {
         NexusRoutes {
-            bus,
-            access,
-            max_streams: 32,
-            keep_alive: Duration::from_secs(15),
-            allowed_origins: Vec::new(),
+            surface: Surface::new(bus, access),
         }
     }
 
     /// Most concurrent event-stream clients (default 32); more get 429.
     pub fn max_streams(mut self, n: usize) -> Self {
-        self.max_streams = n;
+        self.surface = self.surface.max_streams(n);
         self
     }
 
     /// Period of SSE keep-alive comments and WebSocket pings (default 15 s).
     pub fn keep_alive(mut self, period: Duration) -> Self {
-        self.keep_alive = period.max(Duration::from_millis(10));
+        self.surface = self.surface.keep_alive(period);
         self
     }
 
     /// Also accept WebSocket connections from this `Origin` (by default only
     /// same-origin pages and non-browser clients are accepted).
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
-        self.allowed_origins.push(origin.into());
+        self.surface = self.surface.allow_origin(origin);
         self
     }
 
@@ -89,50 +73,44 @@ impl NexusRoutes {
     /// [`Access::loopback`], so the peer address is known (without it every
     /// request is refused with 403).
     pub fn into_router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
-        let shared = Arc::new(Shared {
-            limiter: StreamLimiter::new(self.max_streams),
-            bus: self.bus,
-            access: self.access,
-            keep_alive: self.keep_alive,
-            allowed_origins: self.allowed_origins,
-        });
+        let surface = Arc::new(self.surface);
         Router::new()
             .route(PREFIX, get(|| async { Redirect::permanent("/__nexus/") }))
             .route(&format!("{PREFIX}/"), get(page))
             .route(&format!("{PREFIX}/events"), get(events))
             .route(&format!("{PREFIX}/traces/{{trace_id}}"), get(trace))
             .route(&format!("{PREFIX}/stats"), get(stats))
-            .route_layer(middleware::from_fn_with_state(shared.clone(), gate))
-            .with_state(shared)
+            .route_layer(middleware::from_fn_with_state(surface.clone(), gate))
+            .with_state(surface)
     }
 }
 
-async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+fn refusal(r: Refusal) -> Response {
+    let mut res = (
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
+        r.message,
+    )
+        .into_response();
+    for (name, value) in r.headers {
+        res.headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    res
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a [u8]> {
+    headers.get(name).map(HeaderValue::as_bytes)
+}
+
+async fn gate(State(surface): State<Arc<Surface>>, req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let decision = shared.access.check(&AccessRequest {
-        peer,
-        authorization: req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-        query: req.uri().query(),
-    });
-    match decision {
-        Decision::Allow => next.run(req).await,
-        Decision::Unauthorized => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer realm=\"nexus\"")],
-            "nexus: missing or invalid bearer token\n",
-        )
-            .into_response(),
-        Decision::Forbidden => (
-            StatusCode::FORBIDDEN,
-            "nexus: this peer may not access /__nexus\n",
-        )
-            .into_response(),
+    let authorization = header(req.headers(), header::AUTHORIZATION);
+    match surface.gate(peer, authorization, req.uri().query()) {
+        None => next.run(req).await,
+        Some(r) => refusal(r),
     }
 }
 
@@ -145,60 +123,46 @@ async fn page() -> Response {
     res
 }
 
-async fn trace(State(shared): State<Arc<Shared>>, Path(trace_id): Path<String>) -> Response {
-    match trace_json(&shared.bus, &trace_id) {
+async fn trace(State(surface): State<Arc<Surface>>, Path(trace_id): Path<String>) -> Response {
+    match surface.trace(&trace_id) {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
-        Err(reason) => (StatusCode::BAD_REQUEST, reason).into_response(),
+        Err(r) => refusal(r),
     }
 }
 
-async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+async fn stats(State(surface): State<Arc<Surface>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        stats_json(&shared.bus, &shared.limiter),
+        surface.stats(),
     )
         .into_response()
 }
 
-async fn events(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    let since = match resume::resume_point(
-        req.headers()
-            .get("last-event-id")
-            .map(HeaderValue::as_bytes),
-        req.uri().query(),
-    ) {
-        Ok(since) => since.unwrap_or(0),
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("nexus: {e}\n")).into_response(),
+async fn events(State(surface): State<Arc<Surface>>, req: Request) -> Response {
+    let h = req.headers();
+    let admitted = surface.events(EventsRequest {
+        last_event_id: header(h, header::HeaderName::from_static("last-event-id")),
+        query: req.uri().query(),
+        upgrade: header(h, header::UPGRADE),
+        origin: header(h, header::ORIGIN),
+        host: header(h, header::HOST),
+    });
+    let admitted = match admitted {
+        Ok(a) => a,
+        Err(r) => return refusal(r),
     };
-    let websocket = wants_websocket(req.headers());
-    let origin = req.headers().get(header::ORIGIN).map(HeaderValue::as_bytes);
-    let host = req.headers().get(header::HOST).map(HeaderValue::as_bytes);
-    if websocket && !websocket_origin_allowed(origin, host, &shared.allowed_origins) {
-        return (
-            StatusCode::FORBIDDEN,
-            "nexus: cross-origin WebSocket refused\n",
-        )
-            .into_response();
-    }
-    let Some(permit) = shared.limiter.try_acquire() else {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, "5")],
-            "nexus: too many event-stream clients\n",
-        )
-            .into_response();
-    };
-    if websocket {
+    let ticks = Ticks::new(surface.keep_alive_period());
+    if admitted.format == Format::WebSocket {
         let (mut parts, _) = req.into_parts();
         return match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
             Ok(upgrade) => {
-                let stream = event_stream(&shared, since, Format::WebSocket, permit);
+                let stream = admitted.into_stream(ticks);
                 upgrade.on_upgrade(move |socket| serve_websocket(socket, stream))
             }
             Err(rejection) => rejection.into_response(),
         };
     }
-    let stream = event_stream(&shared, since, Format::Sse, permit).map(|frame| {
+    let stream = admitted.into_stream(ticks).map(|frame| {
         Ok::<_, Infallible>(match frame {
             Frame::Data(bytes) => Bytes::from(bytes),
             Frame::KeepAlive => Bytes::from_static(sse::KEEP_ALIVE),
@@ -214,26 +178,6 @@ async fn events(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         headers.insert(name, HeaderValue::from_static(value));
     }
     res
-}
-
-fn event_stream(
-    shared: &Shared,
-    since: u64,
-    format: Format,
-    permit: StreamPermit,
-) -> EventStream<Ticks> {
-    EventStream::new(
-        shared.bus.subscribe(since),
-        format,
-        Ticks::new(shared.keep_alive),
-        Some(permit),
-    )
-}
-
-fn wants_websocket(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
 }
 
 async fn serve_websocket(socket: WebSocket, mut stream: EventStream<Ticks>) {

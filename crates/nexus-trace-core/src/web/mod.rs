@@ -11,6 +11,7 @@ pub mod request;
 pub mod resume;
 pub mod sse;
 pub mod stream;
+pub mod surface;
 
 /// The mount point of the nexus routes.
 pub const PREFIX: &str = "/__nexus";
