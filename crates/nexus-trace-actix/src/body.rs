@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::web::Bytes;
-use nexus_trace_core::web::request::{Outcome, RequestTrace};
+use nexus_trace_core::web::request::RequestTrace;
 
 pin_project_lite::pin_project! {
     /// A response body that publishes the request's `request.end` when it
@@ -32,19 +32,9 @@ impl<B: MessageBody> TracedBody<B> {
         };
         if matches!(body.inner.size(), BodySize::None | BodySize::Sized(0)) {
             // actix-http never polls an empty body: the response is complete.
-            finish(&mut body.trace, None);
+            RequestTrace::finish_body(&mut body.trace, None);
         }
         body
-    }
-}
-
-fn finish(trace: &mut Option<RequestTrace>, error: Option<String>) {
-    if let Some(mut trace) = trace.take() {
-        let status = trace.status();
-        trace.finish(match error {
-            None => Outcome::Completed { status },
-            Some(error) => Outcome::BodyFailed { status, error },
-        });
     }
 }
 
@@ -71,12 +61,12 @@ impl<B: MessageBody> MessageBody for TracedBody<B> {
         let this = self.project();
         match std::task::ready!(this.inner.poll_next(cx)) {
             None => {
-                finish(this.trace, None);
+                RequestTrace::finish_body(this.trace, None);
                 Poll::Ready(None)
             }
             Some(Err(e)) => {
                 let e: Box<dyn StdError> = e.into();
-                finish(this.trace, Some(e.to_string()));
+                RequestTrace::finish_body(this.trace, Some(e.to_string()));
                 Poll::Ready(Some(Err(e)))
             }
             Some(Ok(chunk)) => {
@@ -84,7 +74,7 @@ impl<B: MessageBody> MessageBody for TracedBody<B> {
                     *remaining = remaining.saturating_sub(chunk.len() as u64);
                     if *remaining == 0 {
                         // The last byte of a sized body: actix may not poll again.
-                        finish(this.trace, None);
+                        RequestTrace::finish_body(this.trace, None);
                     }
                 }
                 Poll::Ready(Some(Ok(chunk)))

@@ -155,7 +155,7 @@ fn refusal(r: Refusal) -> HttpResponse {
         .body(r.message)
 }
 
-fn raw<'a>(req: &'a HttpRequest, name: header::HeaderName) -> Option<&'a [u8]> {
+fn raw(req: &HttpRequest, name: header::HeaderName) -> Option<&[u8]> {
     req.headers().get(name).map(HeaderValue::as_bytes)
 }
 

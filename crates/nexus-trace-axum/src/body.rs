@@ -3,7 +3,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http_body::{Body, Frame, SizeHint};
-use nexus_trace_core::web::request::{Outcome, RequestTrace};
+use nexus_trace_core::web::request::RequestTrace;
 
 pin_project_lite::pin_project! {
     /// A response body that publishes the request's `request.end` when it
@@ -20,19 +20,9 @@ impl<B: Body> TracedBody<B> {
         let mut body = TracedBody { inner, trace };
         if body.inner.is_end_stream() {
             // An empty body may never be polled: the response is complete.
-            finish(&mut body.trace, None);
+            RequestTrace::finish_body(&mut body.trace, None);
         }
         body
-    }
-}
-
-fn finish(trace: &mut Option<RequestTrace>, error: Option<String>) {
-    if let Some(mut trace) = trace.take() {
-        let status = trace.status();
-        trace.finish(match error {
-            None => Outcome::Completed { status },
-            Some(error) => Outcome::BodyFailed { status, error },
-        });
     }
 }
 
@@ -59,9 +49,11 @@ where
         let mut this = self.project();
         let polled = std::task::ready!(this.inner.as_mut().poll_frame(cx));
         match &polled {
-            None => finish(this.trace, None),
-            Some(Err(e)) => finish(this.trace, Some(e.to_string())),
-            Some(Ok(_)) if this.inner.is_end_stream() => finish(this.trace, None),
+            None => RequestTrace::finish_body(this.trace, None),
+            Some(Err(e)) => RequestTrace::finish_body(this.trace, Some(e.to_string())),
+            Some(Ok(_)) if this.inner.is_end_stream() => {
+                RequestTrace::finish_body(this.trace, None)
+            }
             Some(Ok(_)) => {}
         }
         Poll::Ready(polled)

@@ -98,7 +98,7 @@ fn refusal(r: Refusal) -> Response {
     res
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a [u8]> {
+fn header(headers: &HeaderMap, name: header::HeaderName) -> Option<&[u8]> {
     headers.get(name).map(HeaderValue::as_bytes)
 }
 

@@ -197,6 +197,19 @@ impl RequestTrace {
         self.ctx.publish(event);
     }
 
+    /// Ends the request when its response body is done: `error` is `None`
+    /// when the body was sent completely. Used by the adapters' body
+    /// wrappers, which hold the trace in an `Option` and give it up here.
+    pub fn finish_body(trace: &mut Option<RequestTrace>, error: Option<String>) {
+        if let Some(mut trace) = trace.take() {
+            let status = trace.status;
+            trace.finish(match error {
+                None => Outcome::Completed { status },
+                Some(error) => Outcome::BodyFailed { status, error },
+            });
+        }
+    }
+
     /// Has `request.end` been published?
     pub fn is_finished(&self) -> bool {
         self.ended
