@@ -78,6 +78,20 @@ impl Span {
         self
     }
 
+    /// An event of `kind` carrying this span's trace id, span id, parent id,
+    /// service and endpoint.
+    pub fn event(&self, kind: Kind) -> Event {
+        Event {
+            trace_id: self.trace_id.to_string(),
+            span_id: self.span_id.to_string(),
+            parent_id: self.parent_id.map(|p| p.to_string()).unwrap_or_default(),
+            kind,
+            service: self.service.clone(),
+            endpoint: self.endpoint.clone(),
+            ..Event::default()
+        }
+    }
+
     /// The `traceparent` to send on outbound calls made within this span.
     pub fn traceparent(&self) -> TraceParent {
         TraceParent::new(self.trace_id, self.span_id, true)
@@ -93,8 +107,9 @@ pub struct TraceContext {
 struct Inner {
     span: Span,
     bus: Bus,
-    /// The span's fields already formatted, cloned into every event.
-    template: Event,
+    /// The span's fields already formatted, cloned into every event; made
+    /// on first use (most requests record nothing beyond start and end).
+    template: std::sync::OnceLock<Event>,
 }
 
 impl fmt::Debug for TraceContext {
@@ -108,19 +123,11 @@ impl fmt::Debug for TraceContext {
 impl TraceContext {
     /// Bundles a span with the bus its events are published to.
     pub fn new(bus: Bus, span: Span) -> TraceContext {
-        let template = Event {
-            trace_id: span.trace_id.to_string(),
-            span_id: span.span_id.to_string(),
-            parent_id: span.parent_id.map(|p| p.to_string()).unwrap_or_default(),
-            service: span.service.clone(),
-            endpoint: span.endpoint.clone(),
-            ..Event::default()
-        };
         TraceContext {
             inner: std::sync::Arc::new(Inner {
                 span,
                 bus,
-                template,
+                template: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -143,9 +150,13 @@ impl TraceContext {
     /// An event of `kind` already carrying this request's trace id, span id,
     /// parent id, service and endpoint.
     pub fn event(&self, kind: Kind) -> Event {
+        let template = self
+            .inner
+            .template
+            .get_or_init(|| self.inner.span.event(Kind::Log));
         Event {
             kind,
-            ..self.inner.template.clone()
+            ..template.clone()
         }
     }
 

@@ -116,8 +116,8 @@ impl RequestTrace {
         {
             span = span.with_parent(&parent);
         }
+        let mut template = span.event(Kind::RequestStart);
         let ctx = TraceContext::new(bus.clone(), span);
-        let mut template = ctx.event(Kind::RequestStart);
         template.transport = config.transport.to_string();
         template.method = redact::cap(req.method, 32);
         template.path = redact::capture_path(req.path);
