@@ -91,6 +91,32 @@
 //!
 //! The loom models in `loom-tests/` check every statement above on small
 //! rings, each with a deliberately weakened variant that must fail.
+//!
+//! # Departures from the first design sketch, and why
+//!
+//! * **Growable registry.** Subscriber entries live in 64-entry chunks
+//!   appended lock-free and freed with the ring, instead of one fixed table:
+//!   there is no subscriber limit to configure or hit, and a producer still
+//!   checks 64 entries with one load of `in_use` / `sleeping`.
+//! * **One fence per publish.** The writer's `SeqCst` fence after clearing
+//!   WRITING serves both handshakes (hazards and sleepers), so a publish with
+//!   no readers mid-read and no sleepers costs one fence and two loads.
+//! * **Abandonment moves the lap.** The abandoning writer records its own
+//!   lap with ABANDONED while the stalled writer keeps WRITING; the stalled
+//!   writer's later `fetch_and` only clears its bit. Readers decide from the
+//!   one word without knowing who is stalled.
+//! * **Mutations chosen at run time.** The weakened orderings are selected
+//!   by `sync::mutation::set` inside one loom build instead of one build per
+//!   cfg, so CI builds the loom tests once.
+//! * **A checked `Arc` twin under loom** (`loom_support`) instead of a
+//!   freed flag inside `Event`: the public type stays free of test fields,
+//!   and every count change, not only reads, is checked against release.
+//! * **`since` beyond the head is clamped to the head** (documented on
+//!   `Bus::subscribe`): a client's id from before a restart would otherwise
+//!   wait for ids the new process may never reach.
+//! * **Padded slots.** Each slot is cache-line padded so producers claiming
+//!   consecutive ids never share a line; it costs 128 bytes per slot of
+//!   capacity (see the memory table in `benches/RESULTS.md`).
 
 use std::ptr;
 
