@@ -2,7 +2,7 @@
 //! dashboard.
 //!
 //! ```text
-//! cargo run --release --example demo [-- --addr 127.0.0.1:8080] [--no-traffic]
+//! cargo run --release --example demo [-- --addr 127.0.0.1:8080] [--no-traffic] [--otlp]
 //! ```
 //!
 //! * `GET /users/{id}`: an embedded SQLite query (a downstream event); ids
@@ -14,6 +14,11 @@
 //! * `GET /panic`: the handler panics (the client gets a 500).
 //! * `/__nexus/`: the dashboard (loopback only; `NEXUS_TOKEN` requires a
 //!   bearer token instead).
+//! * `--otlp`: also export every request as OTLP spans to an OpenTelemetry
+//!   collector (`OTEL_EXPORTER_OTLP_ENDPOINT`, default `http://localhost:4318`).
+//!
+//! The `tracing` bridge is installed: `tracing` events and spans inside a
+//! request (the SQLite queries' spans, for one) show up on its trace.
 
 use std::net::SocketAddr;
 
@@ -78,6 +83,12 @@ async fn main() {
     let args = Args::from_env().unwrap_or_else(|e| demo::exit_usage(&e));
     let (access, token) = demo::access_from_env().unwrap_or_else(|e| demo::exit_usage(&e));
     let bus = Bus::new(args.capacity);
+    if let Err(e) = demo::install_tracing(&bus) {
+        eprintln!("demo: {e}");
+    }
+    let otlp = args.otlp.then(|| {
+        demo::start_otlp(&bus).unwrap_or_else(|e| demo::exit_usage(&format!("--otlp: {e}")))
+    });
 
     // The payments service, on its own loopback port, traced into the same bus.
     let payments = Router::new()
@@ -107,7 +118,13 @@ async fn main() {
 
     let listener = bind(args.addr).await;
     let addr = listener.local_addr().expect("bound socket");
-    demo::banner("axum", addr, token.as_deref(), args.traffic);
+    demo::banner(
+        "axum",
+        addr,
+        token.as_deref(),
+        args.traffic,
+        otlp.as_ref().map(|o| o.traces_url()),
+    );
     if args.traffic {
         tokio::spawn(demo::traffic(format!("http://{addr}")));
     }
@@ -119,6 +136,9 @@ async fn main() {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;
+    if let Some(otlp) = otlp {
+        demo::stop_otlp(otlp).await;
+    }
     if let Err(e) = served {
         eprintln!("demo: server error: {e}");
         std::process::exit(1);

@@ -2,7 +2,7 @@
 //! axum demo, with the actix adapter.
 //!
 //! ```text
-//! cargo run --release --example demo-actix [-- --addr 127.0.0.1:8080] [--no-traffic]
+//! cargo run --release --example demo-actix [-- --addr 127.0.0.1:8080] [--no-traffic] [--otlp]
 //! ```
 
 use std::net::SocketAddr;
@@ -75,6 +75,12 @@ async fn main() {
     let args = Args::from_env().unwrap_or_else(|e| demo::exit_usage(&e));
     let (access, token) = demo::access_from_env().unwrap_or_else(|e| demo::exit_usage(&e));
     let bus = Bus::new(args.capacity);
+    if let Err(e) = demo::install_tracing(&bus) {
+        eprintln!("demo: {e}");
+    }
+    let otlp = args.otlp.then(|| {
+        demo::start_otlp(&bus).unwrap_or_else(|e| demo::exit_usage(&format!("--otlp: {e}")))
+    });
 
     // The payments service, on its own loopback port, traced into the same bus.
     let payments_bus = bus.clone();
@@ -115,11 +121,21 @@ async fn main() {
         ))
     });
     let addr: SocketAddr = server.addrs()[0];
-    demo::banner("actix-web", addr, token.as_deref(), args.traffic);
+    demo::banner(
+        "actix-web",
+        addr,
+        token.as_deref(),
+        args.traffic,
+        otlp.as_ref().map(|o| o.traces_url()),
+    );
     if args.traffic {
         actix_web::rt::spawn(demo::traffic(format!("http://{addr}")));
     }
-    if let Err(e) = server.run().await {
+    let served = server.run().await;
+    if let Some(otlp) = otlp {
+        demo::stop_otlp(otlp).await;
+    }
+    if let Err(e) = served {
         exit(format!("server error: {e}"));
     }
 }

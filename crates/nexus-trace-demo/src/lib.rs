@@ -1,8 +1,13 @@
 //! The demo shop's framework-independent parts, shared by the axum demo
 //! (`cargo run --release --example demo`) and the actix-web demo
 //! (`cargo run --release --example demo-actix`): arguments, the SQLite
-//! database, the payments call, the background traffic and the banner.
-//! Each example is only the web framework's wiring around these.
+//! database, the payments call, the background traffic, the banner, the
+//! `tracing` bridge and the optional OTLP export. Each example is only the
+//! web framework's wiring around these.
+//!
+//! The SQLite queries are reported through `tracing` spans (no `record`
+//! call): the [`NexusLayer`] installed by [`install_tracing`] turns them into
+//! downstream events of their request.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -10,11 +15,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nexus_trace_core::web::gate::Access;
 use nexus_trace_core::{context, Bus, TraceContext};
+use nexus_trace_otlp::{ExporterHandle, OtlpExporter};
+use nexus_trace_tracing::NexusLayer;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
+use tracing::field::Empty;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer;
 
 /// How to run a demo.
-pub const USAGE: &str = "usage: demo [--addr HOST:PORT] [--no-traffic] [--capacity N]
+pub const USAGE: &str = "usage: demo [--addr HOST:PORT] [--no-traffic] [--capacity N] [--otlp]
+  --otlp                   also export spans over OTLP/HTTP (protobuf) to
+                           OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318)
   env NEXUS_TOKEN=<token>  require a bearer token for /__nexus instead of loopback-only";
 
 /// Command-line options.
@@ -26,6 +39,8 @@ pub struct Args {
     pub traffic: bool,
     /// Ring capacity (default 8192).
     pub capacity: usize,
+    /// Export spans over OTLP/HTTP (default off).
+    pub otlp: bool,
 }
 
 impl Args {
@@ -40,6 +55,7 @@ impl Args {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             traffic: true,
             capacity: 8192,
+            otlp: false,
         };
         let mut it = args.into_iter();
         while let Some(arg) = it.next() {
@@ -51,6 +67,7 @@ impl Args {
                         .map_err(|e| format!("--addr {v:?}: {e} (expected HOST:PORT)"))?;
                 }
                 "--no-traffic" => parsed.traffic = false,
+                "--otlp" => parsed.otlp = true,
                 "--capacity" => {
                     let v = it.next().ok_or("--capacity needs a value")?;
                     parsed.capacity = v
@@ -87,6 +104,54 @@ pub fn access_from_env() -> Result<(Access, Option<String>), String> {
             .map_err(|e| format!("NEXUS_TOKEN: {e}")),
         Err(_) => Ok((Access::loopback(), None)),
     }
+}
+
+/// Installs the `tracing` bridge as the process's subscriber: `tracing`
+/// events and spans (INFO and above) inside a request are published on that
+/// request's trace, and so the SQLite query spans become downstream events.
+/// The level filter keeps the HTTP client's DEBUG and TRACE chatter out.
+pub fn install_tracing(bus: &Bus) -> Result<(), String> {
+    let layer = NexusLayer::new(bus.clone()).with_filter(LevelFilter::INFO);
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|e| format!("cannot install the tracing bridge: {e}"))
+}
+
+/// Starts the OTLP exporter for `bus`, configured from the standard
+/// `OTEL_EXPORTER_OTLP_*` variables, and a task that reports export
+/// failures on stderr (at most every 10 s). Needs a tokio runtime.
+pub fn start_otlp(bus: &Bus) -> Result<ExporterHandle, String> {
+    let exporter = OtlpExporter::from_env(bus)
+        .and_then(OtlpExporter::spawn)
+        .map_err(|e| e.to_string())?;
+    let monitor = exporter.monitor();
+    tokio::spawn(async move {
+        let mut failed = 0;
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let stats = monitor.stats();
+            if stats.batches_failed > failed {
+                failed = stats.batches_failed;
+                eprintln!(
+                    "demo: OTLP export failing ({} spans dropped so far): {}",
+                    stats.spans_dropped(),
+                    monitor.last_error().unwrap_or_default()
+                );
+            }
+        }
+    });
+    Ok(exporter)
+}
+
+/// Flushes the OTLP exporter (for up to 3 s) and prints what it did.
+pub async fn stop_otlp(exporter: ExporterHandle) {
+    let stats = exporter.shutdown(Duration::from_secs(3)).await;
+    println!(
+        "otlp: {} spans exported, {} dropped, {} bus events missed",
+        stats.spans_exported,
+        stats.spans_dropped(),
+        stats.events_lagged
+    );
 }
 
 /// What a handler failed with; each adapter maps it to a status and JSON.
@@ -172,20 +237,27 @@ impl Shop {
     }
 
     /// Runs a query on the blocking pool, handing it the request context,
-    /// and records it as a downstream event named `name`.
+    /// inside the `tracing` span that `span` makes. The span's `error` field
+    /// is recorded when the query fails; with the bridge installed the span
+    /// becomes a downstream event named after it.
     async fn query<T: Send + 'static>(
         &self,
-        name: &'static str,
+        span: fn() -> tracing::Span,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, ShopError> {
         let db = self.db.clone();
         let ctx = context::current();
         tokio::task::spawn_blocking(move || {
             let _entered = ctx.as_ref().map(TraceContext::enter);
-            let start = Instant::now();
+            // Made after entering the request context, so that the bridge
+            // attaches it to the request.
+            let span = span();
+            let _in_span = span.enter();
             let conn = db.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let result = f(&conn);
-            context::record_result(name, start, &result);
+            if let Err(e) = &result {
+                span.record("error", tracing::field::display(e));
+            }
             result
         })
         .await
@@ -196,20 +268,23 @@ impl Shop {
     /// `GET /users/{id}`.
     pub async fn user(&self, id: i64) -> Result<Value, ShopError> {
         let user = self
-            .query("db.users.get", move |c| {
-                c.query_row(
-                    "SELECT id, name, email FROM users WHERE id = ?1",
-                    [id],
-                    |r| {
-                        Ok(json!({
-                            "id": r.get::<_, i64>(0)?,
-                            "name": r.get::<_, String>(1)?,
-                            "email": r.get::<_, String>(2)?,
-                        }))
-                    },
-                )
-                .optional()
-            })
+            .query(
+                || tracing::info_span!("db.users.get", db.system = "sqlite", error = Empty),
+                move |c| {
+                    c.query_row(
+                        "SELECT id, name, email FROM users WHERE id = ?1",
+                        [id],
+                        |r| {
+                            Ok(json!({
+                                "id": r.get::<_, i64>(0)?,
+                                "name": r.get::<_, String>(1)?,
+                                "email": r.get::<_, String>(2)?,
+                            }))
+                        },
+                    )
+                    .optional()
+                },
+            )
             .await?;
         user.ok_or_else(|| ShopError::NotFound(format!("no user {id}")))
     }
@@ -230,13 +305,16 @@ impl Shop {
         // User-supplied text in an event: the dashboard must show it as text.
         trace.log(format!("order: {item} for user {user_id}"));
         let order_id = self
-            .query("db.orders.insert", move |c| {
-                c.execute(
-                    "INSERT INTO orders (user_id, item, amount_cents) VALUES (?1, ?2, ?3)",
-                    (user_id, &item, amount_cents),
-                )?;
-                Ok(c.last_insert_rowid())
-            })
+            .query(
+                || tracing::info_span!("db.orders.insert", db.system = "sqlite", error = Empty),
+                move |c| {
+                    c.execute(
+                        "INSERT INTO orders (user_id, item, amount_cents) VALUES (?1, ?2, ?3)",
+                        (user_id, &item, amount_cents),
+                    )?;
+                    Ok(c.last_insert_rowid())
+                },
+            )
             .await?;
 
         let start = Instant::now();
@@ -332,8 +410,14 @@ pub async fn traffic(base: String) {
     }
 }
 
-/// Prints where to look.
-pub fn banner(framework: &str, addr: SocketAddr, token: Option<&str>, traffic: bool) {
+/// Prints where to look; `otlp` is where spans are exported to, if anywhere.
+pub fn banner(
+    framework: &str,
+    addr: SocketAddr,
+    token: Option<&str>,
+    traffic: bool,
+    otlp: Option<&str>,
+) {
     let base = format!("http://{addr}");
     println!("nexus-trace demo ({framework}) listening on {base}");
     match token {
@@ -353,6 +437,10 @@ pub fn banner(framework: &str, addr: SocketAddr, token: Option<&str>, traffic: b
             "off"
         }
     );
+    match otlp {
+        Some(url) => println!("  otlp:       spans exported to {url} (OTLP/HTTP protobuf)"),
+        None => println!("  otlp:       off (--otlp exports spans to an OpenTelemetry collector)"),
+    }
 }
 
 #[cfg(test)]
@@ -367,12 +455,58 @@ mod tests {
     fn arguments() {
         let a = args(&[]).unwrap();
         assert_eq!((a.addr.port(), a.traffic, a.capacity), (8080, true, 8192));
+        assert!(!a.otlp);
         let a = args(&["--addr", "127.0.0.1:0", "--no-traffic", "--capacity", "16"]).unwrap();
         assert_eq!((a.addr.port(), a.traffic, a.capacity), (0, false, 16));
+        assert!(args(&["--otlp"]).unwrap().otlp);
         assert!(args(&["--addr"]).unwrap_err().contains("needs a value"));
         assert!(args(&["--addr", "nope"]).unwrap_err().contains("HOST:PORT"));
         assert!(args(&["--capacity", "0"]).is_err());
         assert!(args(&["--bogus"]).unwrap_err().contains("unknown argument"));
+    }
+
+    /// The bridge, installed once for this test binary (it publishes request
+    /// events to each request's own bus).
+    fn bridge() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| install_tracing(&Bus::new(16)).unwrap());
+    }
+
+    #[tokio::test]
+    async fn queries_are_downstream_events_through_the_tracing_bridge() {
+        bridge();
+        let shop = Shop::open("http://127.0.0.1:9/charge".into()).unwrap();
+        let bus = Bus::new(64);
+        let mut sub = bus.subscribe(0);
+        let span = nexus_trace_core::Span::new("shop", "/users/{id}");
+        let ctx = TraceContext::new(bus.clone(), span);
+        let user = context::scope(ctx.clone(), shop.user(7)).await.unwrap();
+        assert_eq!(user["id"], 7);
+        let e = sub.try_recv().unwrap();
+        assert_eq!(
+            (e.kind.as_str(), e.message.as_str()),
+            ("downstream", "db.users.get")
+        );
+        assert_eq!(e.trace_id, ctx.trace_id().to_string());
+        assert_eq!(e.parent_id, ctx.span().span_id.to_string());
+        assert!(e.duration_ns > 0);
+        assert!(e.error.is_empty());
+        assert_eq!(e.meta["db.system"], "sqlite");
+
+        // A failing query records its error on the event.
+        let broken = shop.query(
+            || tracing::info_span!("db.broken", error = Empty),
+            |c| c.execute("INSERT INTO nope VALUES (1)", []),
+        );
+        let failed = context::scope(ctx.clone(), broken).await;
+        assert!(matches!(failed, Err(ShopError::Internal(_))), "{failed:?}");
+        let e = sub.try_recv().unwrap();
+        assert_eq!(e.message, "db.broken");
+        assert!(e.error.contains("no such table"), "{}", e.error);
+
+        // Outside a request nothing is published.
+        shop.user(8).await.unwrap();
+        assert!(sub.try_recv().is_err());
     }
 
     #[tokio::test]

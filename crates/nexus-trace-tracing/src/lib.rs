@@ -1,0 +1,360 @@
+//! A [`tracing_subscriber::Layer`] that puts `tracing` data on the
+//! nexus-trace bus, attached to the request it happened in.
+//!
+//! * A `tracing` **event** emitted inside a request (while a request's
+//!   future runs, i.e. [`context::current`] is set, or inside a span created
+//!   in a request) becomes a `log` event on that request's trace: the
+//!   `message` field followed by the other fields as `k=v`, with the level
+//!   and target in its meta (`level`, `target`). A field named `error` is
+//!   the event's error.
+//! * A **span** created inside a request becomes, when it closes, a
+//!   `downstream` event of that request: named after the span, timed from
+//!   creation to close (monotonic), with its fields as meta and the request's
+//!   span as parent. A field named `error` (e.g. declared
+//!   `error = tracing::field::Empty` and recorded on failure) is the event's
+//!   error. So a database crate's query spans show up on the dashboard with
+//!   no `record` call.
+//! * Events outside any request are ignored, or published as `log` events
+//!   without a trace id with [`OffRequest::Publish`]. Spans outside a
+//!   request are always ignored.
+//!
+//! The layer never publishes what this crate itself emits, nor anything
+//! emitted while it is publishing, so it cannot feed back into itself.
+//!
+//! ```
+//! use nexus_trace_core::{context, Bus, Kind, Span, TraceContext};
+//! use nexus_trace_tracing::NexusLayer;
+//! use tracing_subscriber::layer::SubscriberExt;
+//!
+//! let bus = Bus::new(64);
+//! let mut sub = bus.subscribe(0);
+//! let subscriber = tracing_subscriber::registry().with(NexusLayer::new(bus.clone()));
+//! tracing::subscriber::with_default(subscriber, || {
+//!     let ctx = TraceContext::new(bus.clone(), Span::new("users", "/users/{id}"));
+//!     futures::executor::block_on(context::scope(ctx, async {
+//!         let _query = tracing::info_span!("db.users.get", user = 7).entered();
+//!         tracing::info!(rows = 1, "user loaded");
+//!     }));
+//! });
+//! let log = sub.try_recv().unwrap();
+//! assert_eq!((log.kind.as_str(), log.message.as_str()), ("log", "user loaded rows=1"));
+//! let query = sub.try_recv().unwrap();
+//! assert_eq!((query.kind.as_str(), query.message.as_str()), ("downstream", "db.users.get"));
+//! assert_eq!(query.parent_id, log.span_id); // the request's span
+//! assert_eq!(query.meta["user"], 7);
+//! ```
+//!
+//! # Filtering
+//!
+//! The layer takes every event and span it is shown, and enabling it makes
+//! every callsite in the process live, dependencies' TRACE chatter included
+//! (an HTTP client's connection-pool events would land on your requests).
+//! Filter it, which also keeps the disabled callsites free:
+//!
+//! ```
+//! # use nexus_trace_tracing::NexusLayer;
+//! use tracing_subscriber::{filter::LevelFilter, layer::SubscriberExt, Layer};
+//! # let bus = nexus_trace_core::Bus::new(64);
+//! let layer = NexusLayer::new(bus.clone()).with_filter(LevelFilter::INFO);
+//! let subscriber = tracing_subscriber::registry().with(layer);
+//! # drop(subscriber);
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::time::{Instant, SystemTime};
+
+use nexus_trace_core::{context, Bus, Event, Kind, SpanId, TraceContext};
+use serde_json::Value;
+use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::Subscriber;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+/// What to do with `tracing` events emitted outside any request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffRequest {
+    /// Drop them (the default): the bus is for request traces.
+    #[default]
+    Ignore,
+    /// Publish them as `log` events without a trace id.
+    Publish,
+}
+
+/// The layer; see the [crate documentation](crate).
+#[derive(Debug, Clone)]
+pub struct NexusLayer {
+    bus: Bus,
+    off_request: OffRequest,
+}
+
+impl NexusLayer {
+    /// A layer publishing to `bus` (events of a request go to that request's
+    /// own bus, which is normally the same one).
+    pub fn new(bus: Bus) -> NexusLayer {
+        NexusLayer {
+            bus,
+            off_request: OffRequest::Ignore,
+        }
+    }
+
+    /// What to do with events outside any request (default
+    /// [`OffRequest::Ignore`]).
+    #[must_use]
+    pub fn off_request(mut self, off_request: OffRequest) -> NexusLayer {
+        self.off_request = off_request;
+        self
+    }
+}
+
+/// This crate's own target prefix: never published.
+const OWN_TARGET: &str = env!("CARGO_CRATE_NAME");
+
+fn is_own(target: &str) -> bool {
+    target
+        .strip_prefix(OWN_TARGET)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+}
+
+thread_local! {
+    /// Set while the layer publishes, so nothing emitted meanwhile (by a
+    /// subscriber of the bus running inline, say) comes back in.
+    static PUBLISHING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` unless the layer is already publishing on this thread.
+fn guarded(f: impl FnOnce()) {
+    if PUBLISHING.with(|p| p.replace(true)) {
+        return;
+    }
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            PUBLISHING.with(|p| p.set(false));
+        }
+    }
+    let _reset = Reset;
+    f();
+}
+
+fn publishing() -> bool {
+    PUBLISHING.with(Cell::get)
+}
+
+/// What the layer keeps in a span created inside a request.
+struct SpanData {
+    trace: TraceContext,
+    start: Instant,
+    started_at: SystemTime,
+    fields: BTreeMap<String, Value>,
+    error: Option<String>,
+}
+
+/// The request a new span or an event belongs to: the thread's current
+/// request, else that of the nearest span (from `first`, walking up) created
+/// in one.
+fn trace_of<'a, S>(
+    first: Option<tracing_subscriber::registry::SpanRef<'a, S>>,
+) -> Option<TraceContext>
+where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    if let Some(ctx) = context::current() {
+        return Some(ctx);
+    }
+    first?
+        .scope()
+        .find_map(|span| span.extensions().get::<SpanData>().map(|d| d.trace.clone()))
+}
+
+impl<S> Layer<S> for NexusLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if is_own(attrs.metadata().target()) || publishing() {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let Some(trace) = trace_of(span.parent()) else {
+            return;
+        };
+        let mut data = SpanData {
+            trace,
+            start: Instant::now(),
+            started_at: SystemTime::now(),
+            fields: BTreeMap::new(),
+            error: None,
+        };
+        attrs.record(&mut SpanVisitor(&mut data));
+        span.extensions_mut().insert(data);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        if let Some(data) = ext.get_mut::<SpanData>() {
+            values.record(&mut SpanVisitor(data));
+        }
+    }
+
+    fn on_event(&self, event: &tracing_core::Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        if is_own(meta.target()) || publishing() {
+            return;
+        }
+        let trace = trace_of(ctx.event_span(event));
+        if trace.is_none() && self.off_request == OffRequest::Ignore {
+            return;
+        }
+        let mut visitor = EventVisitor::default();
+        event.record(&mut visitor);
+        let mut ev = match &trace {
+            Some(trace) => trace.event(Kind::Log),
+            None => Event::new(Kind::Log),
+        };
+        ev.error = visitor.error.take().unwrap_or_default();
+        ev.message = visitor.message();
+        ev.meta
+            .insert("level".into(), Value::from(meta.level().as_str()));
+        ev.meta.insert("target".into(), Value::from(meta.target()));
+        guarded(|| {
+            match &trace {
+                Some(trace) => trace.publish(ev),
+                None => self.bus.publish(ev),
+            };
+        });
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(data) = span.extensions_mut().remove::<SpanData>() else {
+            return;
+        };
+        let mut ev = data.trace.event(Kind::Downstream);
+        ev.parent_id = std::mem::take(&mut ev.span_id);
+        ev.span_id = SpanId::random().to_string();
+        ev.message = span.name().to_owned();
+        ev.set_duration(data.start.elapsed());
+        ev.timestamp = data.started_at;
+        ev.error = data.error.unwrap_or_default();
+        ev.meta = data.fields;
+        guarded(|| {
+            data.trace.publish(ev);
+        });
+    }
+}
+
+/// Collects a span's fields as JSON meta; `error` goes to the error.
+struct SpanVisitor<'a>(&'a mut SpanData);
+
+impl SpanVisitor<'_> {
+    fn put(&mut self, field: &Field, value: Value) {
+        if field.name() == "error" {
+            self.0.error = Some(match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            });
+        } else {
+            self.0.fields.insert(field.name().to_owned(), value);
+        }
+    }
+}
+
+impl Visit for SpanVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, Value::from(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, Value::from(value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.put(field, Value::from(value.to_string()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, Value::from(format!("{value:?}")));
+    }
+}
+
+/// Formats an event: the `message` field, then ` k=v` for the others.
+#[derive(Default)]
+struct EventVisitor {
+    message: String,
+    fields: String,
+    error: Option<String>,
+}
+
+impl EventVisitor {
+    fn message(self) -> String {
+        let mut message = self.message;
+        if message.is_empty() {
+            return self.fields.trim_start().to_owned();
+        }
+        message.push_str(&self.fields);
+        message
+    }
+
+    fn put(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        match field.name() {
+            "message" => {
+                let _ = write!(self.message, "{value}");
+            }
+            "error" => self.error = Some(value.to_string()),
+            // tracing-log's metadata fields, when `log` records are bridged.
+            name if name.starts_with("log.") => {}
+            name => {
+                let _ = write!(self.fields, " {name}={value}");
+            }
+        }
+    }
+}
+
+impl Visit for EventVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, format_args!("{value}"));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.put(field, format_args!("{value}"));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, format_args!("{value:?}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_target() {
+        assert!(is_own("nexus_trace_tracing"));
+        assert!(is_own("nexus_trace_tracing::inner"));
+        assert!(!is_own("nexus_trace_tracing_extra"));
+        assert!(!is_own("nexus_trace_core"));
+    }
+
+    #[test]
+    fn guard_is_not_reentrant() {
+        let mut inner_ran = false;
+        guarded(|| {
+            assert!(publishing());
+            guarded(|| inner_ran = true);
+        });
+        assert!(!inner_ran);
+        assert!(!publishing());
+    }
+}
