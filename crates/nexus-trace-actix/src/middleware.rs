@@ -190,7 +190,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = match this.inner.project() {
-            InnerProj::Traced { future } => std::task::ready!(future.poll(cx)),
+            InnerProj::Traced { future } => std::task::ready!(RequestTrace::poll_recording_panics(
+                this.trace,
+                || future.poll(cx)
+            )),
             InnerProj::Untraced { future } => {
                 return future
                     .poll(cx)

@@ -176,3 +176,39 @@ impl Drop for AbortOnDrop {
 }
 
 conformance_tests!(Axum);
+
+/// With tower-http's `CatchPanic` outside the layer, the panic is caught and
+/// the future dropped only after unwinding; the end must still say "panic".
+#[tokio::test]
+async fn panic_caught_by_catch_panic_layer_is_recorded_as_a_panic() {
+    use tower::ServiceExt;
+    let bus = Bus::new(64);
+    let mut sub = bus.subscribe(0);
+    let app = Router::new()
+        .route(
+            "/panic",
+            get(|| async {
+                if std::hint::black_box(true) {
+                    panic!("handler panicked on purpose");
+                }
+                "unreachable"
+            }),
+        )
+        .layer(NexusTraceLayer::new(bus.clone()))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new());
+    let req = axum::http::Request::get("/panic")
+        .body(Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 500);
+    let events: Vec<_> = std::iter::from_fn(|| sub.try_recv().ok()).collect();
+    let ends: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == nexus_trace_core::Kind::RequestEnd)
+        .collect();
+    assert_eq!(ends.len(), 1, "{events:?}");
+    assert_eq!(
+        (ends[0].status, ends[0].error.as_str()),
+        (500, "handler panicked")
+    );
+}

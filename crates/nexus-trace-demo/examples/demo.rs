@@ -83,6 +83,7 @@ async fn main() {
     let args = Args::from_env().unwrap_or_else(|e| demo::exit_usage(&e));
     let (access, token) = demo::access_from_env().unwrap_or_else(|e| demo::exit_usage(&e));
     let bus = Bus::new(args.capacity);
+    demo::quiet_intentional_panics();
     if let Err(e) = demo::install_tracing(&bus) {
         eprintln!("demo: {e}");
     }

@@ -362,10 +362,30 @@ pub async fn charge(body: &Value) -> (u16, Value) {
     }
 }
 
+const ON_PURPOSE: &str = "this handler panics on purpose";
+
+/// Keeps the demo's own `/panic` requests from printing a panic report
+/// (with a backtrace under `RUST_BACKTRACE`) every few seconds; any other
+/// panic is reported as usual.
+pub fn quiet_intentional_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied());
+        let intentional = message == Some(ON_PURPOSE);
+        if !intentional {
+            default(info);
+        }
+    }));
+}
+
 /// A handler that panics, to show that the request still ends on the bus.
 pub fn panic_on_purpose() -> &'static str {
     if std::hint::black_box(true) {
-        panic!("this handler panics on purpose");
+        panic!("{}", ON_PURPOSE);
     }
     "unreachable"
 }

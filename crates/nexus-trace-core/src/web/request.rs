@@ -210,6 +210,34 @@ impl RequestTrace {
         }
     }
 
+    /// Publishes the end of a request whose handler panicked (500,
+    /// `handler panicked`, meta `panic: true`).
+    pub fn finish_panicked(&mut self) {
+        self.end(500, "handler panicked".into(), |meta| {
+            meta.insert("panic".into(), true.into());
+        });
+    }
+
+    /// Runs one poll of the request's future. If it panics, the request's
+    /// end is published (as [`finish_panicked`](Self::finish_panicked))
+    /// before the panic continues, whoever catches it later and whenever
+    /// they drop the future (tower-http's `CatchPanic` drops it after the
+    /// unwinding is over, when a drop guard can no longer tell).
+    pub fn poll_recording_panics<T>(
+        trace: &mut Option<RequestTrace>,
+        poll: impl FnOnce() -> T,
+    ) -> T {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(poll)) {
+            Ok(ready) => ready,
+            Err(payload) => {
+                if let Some(mut trace) = trace.take() {
+                    trace.finish_panicked();
+                }
+                std::panic::resume_unwind(payload)
+            }
+        }
+    }
+
     /// Has `request.end` been published?
     pub fn is_finished(&self) -> bool {
         self.ended
@@ -222,9 +250,7 @@ impl Drop for RequestTrace {
             return;
         }
         if std::thread::panicking() {
-            self.end(500, "handler panicked".into(), |meta| {
-                meta.insert("panic".into(), true.into());
-            });
+            self.finish_panicked();
         } else {
             let status = if self.status == 0 {
                 STATUS_CLIENT_CLOSED
