@@ -59,4 +59,5 @@ pub use body::TracedBody;
 pub use extract::{MissingTraceMiddleware, Trace};
 pub use middleware::{NexusTrace, NexusTraceMiddleware, ResponseFuture};
 pub use nexus_trace_core::web::gate::{Access, AccessRequest, Decision, GateError};
+pub use nexus_trace_core::web::shutdown::Shutdown;
 pub use routes::NexusRoutes;

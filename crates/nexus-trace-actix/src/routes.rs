@@ -8,11 +8,14 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use actix_ws::{Message, MessageStream, Session};
-use futures_util::StreamExt;
+use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
+use futures_util::{Sink, Stream, StreamExt};
 use nexus_trace_core::web::gate::Access;
-use nexus_trace_core::web::stream::{EventStream, Format, Frame};
+use nexus_trace_core::web::session::{Incoming, Outgoing};
+use nexus_trace_core::web::shutdown::Shutdown;
+use nexus_trace_core::web::stream::Format;
 use nexus_trace_core::web::surface::{EventsRequest, Refusal, Surface};
+use nexus_trace_core::web::timer::Timer;
 use nexus_trace_core::web::{dashboard, sse, PREFIX};
 use nexus_trace_core::Bus;
 
@@ -25,8 +28,28 @@ use nexus_trace_core::Bus;
 ///   either, the retained backlog is replayed first. Lag is reported as a
 ///   `lagged` frame. Past [`max_streams`](Self::max_streams) clients: 429.
 /// * `GET /__nexus/traces/{trace_id}`: the retained events of one trace.
-/// * `GET /__nexus/stats`: the bus's counters and the stream cap's.
+/// * `GET /__nexus/stats`: the bus's counters and the stream cap's,
+///   including `streams.ended.{client_close, disconnected, write_timeout,
+///   shutdown, source_closed}`.
 /// * `GET /__nexus/`: the dashboard.
+///
+/// # How event streams end
+///
+/// * A WebSocket client's Close is answered with a Close at once, also
+///   mid-burst; pings are answered with pongs.
+/// * A write that makes no progress for [`write_timeout`](Self::write_timeout)
+///   (a client that stopped reading) ends the stream and frees its place.
+///   actix-web keeps the TCP connection until its own write completes or
+///   fails; the stream holds no place and no cursor meanwhile.
+/// * An SSE client that went away is noticed when actix-web notices, at the
+///   latest when the next keep-alive fails to write (at once with
+///   `HttpServer::h1_allow_half_closed(false)`).
+/// * On graceful shutdown, through [`shutdown_handle`](Self::shutdown_handle):
+///   WebSocket streams get Close 1001 ("going away"), SSE streams a final
+///   `event: shutdown` frame (`{"kind":"shutdown","next":<id>}`, no `id:`
+///   line, so `Last-Event-ID` resumes exactly) and the end of the body; new
+///   stream requests get 503. Without it, a graceful stop waits for open
+///   SSE streams until `shutdown_timeout` and then drops them.
 ///
 /// Mount them with `App::configure(routes.config())`. `HttpServer` builds
 /// one `App` per worker: make the configuration once, outside the app
@@ -39,12 +62,19 @@ use nexus_trace_core::Bus;
 ///
 /// # async fn run() -> std::io::Result<()> {
 /// let bus = Bus::new(4096);
-/// let nexus = NexusRoutes::new(bus.clone(), Access::loopback()).config();
+/// let routes = NexusRoutes::new(bus.clone(), Access::loopback());
+/// let stop = routes.shutdown_handle();
+/// let nexus = routes.config();
 /// HttpServer::new(move || {
 ///     App::new()
 ///         .wrap(NexusTrace::new(bus.clone()).service("users"))
 ///         .configure(nexus.clone())
 /// })
+/// // Replaces actix-web's own signal handling: stop on Ctrl-C, after
+/// // every event stream said goodbye.
+/// .shutdown_signal(stop.after(async {
+///     actix_web::rt::signal::ctrl_c().await.ok();
+/// }))
 /// .bind(("127.0.0.1", 8080))?
 /// .run()
 /// .await
@@ -74,6 +104,23 @@ impl NexusRoutes {
     pub fn keep_alive(mut self, period: Duration) -> Self {
         self.surface = self.surface.keep_alive(period);
         self
+    }
+
+    /// Bound on one write to an event-stream client (default 10 s): a frame
+    /// that cannot be handed to the connection, or a flush that makes no
+    /// progress, for this long ends the stream (a client that stopped
+    /// reading) and frees its place. Also bounds each goodbye on shutdown.
+    pub fn write_timeout(mut self, bound: Duration) -> Self {
+        self.surface = self.surface.write_timeout(bound);
+        self
+    }
+
+    /// The switch that ends every event stream on graceful shutdown: pass
+    /// `handle.after(signal)` to `HttpServer::shutdown_signal` (see above),
+    /// or call [`Shutdown::trigger`] and await [`Shutdown::closed`] before
+    /// stopping the server yourself. Clones of these routes share it.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.surface.shutdown_handle()
     }
 
     /// Also accept WebSocket connections from this `Origin` (by default only
@@ -205,88 +252,97 @@ fn events(surface: &Surface, req: &HttpRequest, payload: web::Payload) -> HttpRe
         Ok(a) => a,
         Err(r) => return refusal(r),
     };
-    let ticks = Ticks::new(surface.keep_alive_period());
     if admitted.format == Format::WebSocket {
         return match actix_ws::handle(req, payload) {
             Ok((response, session, incoming)) => {
-                let stream = admitted.into_stream(ticks);
-                actix_web::rt::spawn(serve_websocket(session, incoming, stream));
+                let session =
+                    admitted.into_session(TokioTimer, WsSink(session), WsIncoming(incoming));
+                actix_web::rt::spawn(session);
                 response
             }
             Err(e) => e.as_response_error().error_response(),
         };
     }
-    let stream = admitted.into_stream(ticks).map(|frame| {
-        Ok::<_, Infallible>(match frame {
-            Frame::Data(bytes) => Bytes::from(bytes),
-            Frame::KeepAlive => Bytes::from_static(sse::KEEP_ALIVE),
-        })
-    });
+    let (session, body) = admitted.into_sse(TokioTimer);
+    actix_web::rt::spawn(session);
     let mut res = HttpResponse::Ok();
     res.content_type(sse::CONTENT_TYPE);
     for (name, value) in sse::HEADERS {
         res.insert_header((name, value));
     }
-    res.streaming(stream)
+    res.streaming(body.map(|chunk| Ok::<_, Infallible>(Bytes::from(chunk))))
 }
 
-async fn serve_websocket(
-    mut session: Session,
-    mut incoming: MessageStream,
-    mut stream: EventStream<Ticks>,
-) {
-    loop {
-        tokio::select! {
-            frame = stream.next() => {
-                let sent = match frame {
-                    Some(Frame::Data(bytes)) => match String::from_utf8(bytes) {
-                        Ok(text) => session.text(text).await,
-                        Err(_) => continue,
-                    },
-                    Some(Frame::KeepAlive) => session.ping(b"").await,
-                    None => {
-                        let _ = session.close(None).await;
-                        return;
-                    }
-                };
-                if sent.is_err() {
-                    return;
-                }
-            }
-            message = incoming.recv() => match message {
-                Some(Ok(Message::Close(reason))) => {
-                    // Answer the close handshake, then stop.
-                    let _ = session.close(reason).await;
-                    return;
-                }
-                Some(Ok(Message::Ping(bytes))) => {
-                    if session.pong(&bytes).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return,
+/// The session's frames, written through actix-ws's session.
+struct WsSink(Session);
+
+impl Sink<Outgoing> for WsSink {
+    type Error = actix_ws::Closed;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.0).poll_ready(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Outgoing) -> Result<(), Self::Error> {
+        let message = match item {
+            Outgoing::Data(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => Message::Text(text.into()),
+                // Event JSON is always UTF-8; never send a broken text frame.
+                Err(_) => return Ok(()),
             },
-        }
+            Outgoing::KeepAlive => Message::Ping(Bytes::new()),
+            Outgoing::Pong(payload) => Message::Pong(payload.into()),
+            Outgoing::CloseReply(code) => Message::Close(code.map(|code| CloseReason {
+                code: CloseCode::from(code),
+                description: None,
+            })),
+            Outgoing::Close(code, reason) => Message::Close(Some(CloseReason {
+                code: CloseCode::from(code),
+                description: Some(reason.to_owned()),
+            })),
+        };
+        Pin::new(&mut self.0).start_send(message)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.0).poll_close(cx)
     }
 }
 
-/// Keep-alive ticks from a tokio interval (the first one after one period).
-#[derive(Debug)]
-struct Ticks(tokio::time::Interval);
+/// What the client sent, read from actix-ws; ends with the connection (or
+/// a protocol error).
+struct WsIncoming(MessageStream);
 
-impl Ticks {
-    fn new(period: Duration) -> Ticks {
-        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Ticks(interval)
+impl Stream for WsIncoming {
+    type Item = Incoming;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
+        self.0.poll_next_unpin(cx).map(|message| match message? {
+            Ok(Message::Ping(payload)) => Some(Incoming::Ping(payload.to_vec())),
+            Ok(Message::Pong(_)) => Some(Incoming::Pong),
+            Ok(Message::Close(reason)) => Some(Incoming::Close(reason.map(|r| r.code.into()))),
+            Ok(_) => Some(Incoming::Message),
+            Err(_) => None,
+        })
     }
 }
 
-impl futures_util::Stream for Ticks {
-    type Item = ();
+/// tokio's clock (actix-web runs on tokio) for the core's stream sessions.
+#[derive(Debug, Clone, Copy)]
+struct TokioTimer;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<()>> {
-        self.0.poll_tick(cx).map(|_| Some(()))
+impl Timer for TokioTimer {
+    type Sleep = tokio::time::Sleep;
+
+    fn sleep(&self, after: Duration) -> tokio::time::Sleep {
+        tokio::time::sleep(after)
+    }
+
+    fn reset(&self, sleep: Pin<&mut tokio::time::Sleep>, after: Duration) {
+        sleep.reset(tokio::time::Instant::now() + after);
     }
 }

@@ -40,5 +40,6 @@ pub use extract::{MissingTraceLayer, Trace};
 pub use future::ResponseFuture;
 pub use layer::NexusTraceLayer;
 pub use nexus_trace_core::web::gate::{Access, AccessRequest, Decision, GateError};
+pub use nexus_trace_core::web::shutdown::Shutdown;
 pub use routes::NexusRoutes;
 pub use service::NexusTrace;

@@ -7,19 +7,27 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::connect_info::ConnectInfo;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use nexus_trace_core::web::gate::Access;
-use nexus_trace_core::web::stream::{EventStream, Format, Frame};
+use nexus_trace_core::web::session::{Incoming, Outgoing};
+use nexus_trace_core::web::shutdown::Shutdown;
+use nexus_trace_core::web::stream::Format;
 use nexus_trace_core::web::surface::{EventsRequest, Refusal, Surface};
+use nexus_trace_core::web::timer::Timer;
 use nexus_trace_core::web::{dashboard, sse, PREFIX};
 use nexus_trace_core::Bus;
+
+/// Largest message a stream client may send (it has nothing to say beyond
+/// control frames; actix-ws uses the same limit).
+const CLIENT_MESSAGE_LIMIT: usize = 64 * 1024;
 
 /// The `/__nexus` routes: the live event stream, traces by id, counters and
 /// the dashboard, behind an access gate that must be chosen explicitly.
@@ -30,11 +38,48 @@ use nexus_trace_core::Bus;
 ///   either, the retained backlog is replayed first. Lag is reported as a
 ///   `lagged` frame. Past [`max_streams`](Self::max_streams) clients: 429.
 /// * `GET /__nexus/traces/{trace_id}`: the retained events of one trace.
-/// * `GET /__nexus/stats`: the bus's counters and the stream cap's.
+/// * `GET /__nexus/stats`: the bus's counters and the stream cap's,
+///   including `streams.ended.{client_close, disconnected, write_timeout,
+///   shutdown, source_closed}`.
 /// * `GET /__nexus/`: the dashboard.
 ///
-/// Every decision is made by the framework-free [`Surface`] of the core, so
-/// the actix-web adapter answers exactly alike.
+/// # How event streams end
+///
+/// * A WebSocket client's Close is answered with a Close at once, also
+///   mid-burst; pings are answered with pongs.
+/// * A write that makes no progress for [`write_timeout`](Self::write_timeout)
+///   (a client that stopped reading) ends the stream and frees its place.
+/// * An SSE client that went away is noticed when the server notices, at the
+///   latest when the next keep-alive fails to write.
+/// * On graceful shutdown, through [`shutdown_handle`](Self::shutdown_handle):
+///   WebSocket streams get Close 1001 ("going away"), SSE streams a final
+///   `event: shutdown` frame (`{"kind":"shutdown","next":<id>}`, no `id:`
+///   line, so `Last-Event-ID` resumes exactly) and the end of the body; new
+///   stream requests get 503. Without it, `with_graceful_shutdown` would
+///   wait for open SSE streams forever.
+///
+/// ```no_run
+/// use axum::Router;
+/// use nexus_trace_axum::{Access, NexusRoutes};
+/// use nexus_trace_core::Bus;
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let bus = Bus::new(4096);
+/// let routes = NexusRoutes::new(bus, Access::loopback());
+/// let stop = routes.shutdown_handle();
+/// let app: Router = routes.into_router();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+///     .with_graceful_shutdown(stop.after(async {
+///         tokio::signal::ctrl_c().await.ok();
+///     }))
+///     .await
+/// # }
+/// ```
+///
+/// Every decision is made by the framework-free [`Surface`] of the core, and
+/// every stream's life by its session there, so the actix-web adapter
+/// answers exactly alike.
 #[derive(Debug, Clone)]
 pub struct NexusRoutes {
     surface: Surface,
@@ -59,6 +104,23 @@ impl NexusRoutes {
     pub fn keep_alive(mut self, period: Duration) -> Self {
         self.surface = self.surface.keep_alive(period);
         self
+    }
+
+    /// Bound on one write to an event-stream client (default 10 s): a frame
+    /// that cannot be handed to the connection, or a flush that makes no
+    /// progress, for this long ends the stream (a client that stopped
+    /// reading) and frees its place. Also bounds each goodbye on shutdown.
+    pub fn write_timeout(mut self, bound: Duration) -> Self {
+        self.surface = self.surface.write_timeout(bound);
+        self
+    }
+
+    /// The switch that ends every event stream on graceful shutdown: pass
+    /// `handle.after(signal)` to `with_graceful_shutdown` (see above), or call
+    /// [`Shutdown::trigger`] and await [`Shutdown::closed`] yourself. Clones
+    /// of these routes share it.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.surface.shutdown_handle()
     }
 
     /// Also accept WebSocket connections from this `Origin` (by default only
@@ -151,24 +213,24 @@ async fn events(State(surface): State<Arc<Surface>>, req: Request) -> Response {
         Ok(a) => a,
         Err(r) => return refusal(r),
     };
-    let ticks = Ticks::new(surface.keep_alive_period());
     if admitted.format == Format::WebSocket {
         let (mut parts, _) = req.into_parts();
         return match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-            Ok(upgrade) => {
-                let stream = admitted.into_stream(ticks);
-                upgrade.on_upgrade(move |socket| serve_websocket(socket, stream))
-            }
+            Ok(upgrade) => upgrade.max_message_size(CLIENT_MESSAGE_LIMIT).on_upgrade(
+                move |socket| async move {
+                    let (tx, rx) = socket.split();
+                    admitted
+                        .into_session(TokioTimer, WsSink(tx), WsIncoming(rx))
+                        .await;
+                },
+            ),
             Err(rejection) => rejection.into_response(),
         };
     }
-    let stream = admitted.into_stream(ticks).map(|frame| {
-        Ok::<_, Infallible>(match frame {
-            Frame::Data(bytes) => Bytes::from(bytes),
-            Frame::KeepAlive => Bytes::from_static(sse::KEEP_ALIVE),
-        })
-    });
-    let mut res = Response::new(Body::from_stream(stream));
+    let (session, body) = admitted.into_sse(TokioTimer);
+    tokio::spawn(session);
+    let body = body.map(|chunk| Ok::<_, Infallible>(Bytes::from(chunk)));
+    let mut res = Response::new(Body::from_stream(body));
     let headers = res.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -180,50 +242,75 @@ async fn events(State(surface): State<Arc<Surface>>, req: Request) -> Response {
     res
 }
 
-async fn serve_websocket(socket: WebSocket, mut stream: EventStream<Ticks>) {
-    let (mut tx, mut rx) = socket.split();
-    loop {
-        tokio::select! {
-            frame = stream.next() => {
-                let message = match frame {
-                    Some(Frame::Data(bytes)) => match String::from_utf8(bytes) {
-                        Ok(text) => Message::Text(text.into()),
-                        Err(_) => continue,
-                    },
-                    Some(Frame::KeepAlive) => Message::Ping(Bytes::new()),
-                    None => {
-                        let _ = tx.send(Message::Close(None)).await;
-                        return;
-                    }
-                };
-                if tx.send(message).await.is_err() {
-                    return;
-                }
-            }
-            incoming = rx.next() => match incoming {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                Some(Ok(_)) => {}
+/// The session's frames, written to axum's WebSocket (tungstenite).
+struct WsSink(SplitSink<WebSocket, Message>);
+
+impl Sink<Outgoing> for WsSink {
+    type Error = axum::Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready_unpin(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Outgoing) -> Result<(), Self::Error> {
+        let message = match item {
+            Outgoing::Data(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => Message::Text(text.into()),
+                // Event JSON is always UTF-8; never send a broken text frame.
+                Err(_) => return Ok(()),
             },
-        }
+            Outgoing::KeepAlive => Message::Ping(Bytes::new()),
+            // tungstenite answers pings itself while it reads them, and
+            // queues the answer to a Close the moment it reads it: flushing
+            // (which follows) sends it.
+            Outgoing::Pong(_) | Outgoing::CloseReply(_) => return Ok(()),
+            Outgoing::Close(code, reason) => Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })),
+        };
+        self.0.start_send_unpin(message)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_flush_unpin(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_close_unpin(cx)
     }
 }
 
-/// Keep-alive ticks from a tokio interval (the first one after one period).
-#[derive(Debug)]
-pub(crate) struct Ticks(tokio::time::Interval);
+/// What the client sent, read from axum's WebSocket; ends with the
+/// connection (or a protocol error).
+struct WsIncoming(SplitStream<WebSocket>);
 
-impl Ticks {
-    fn new(period: Duration) -> Ticks {
-        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Ticks(interval)
+impl Stream for WsIncoming {
+    type Item = Incoming;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
+        self.0.poll_next_unpin(cx).map(|message| match message? {
+            Ok(Message::Ping(payload)) => Some(Incoming::Ping(payload.to_vec())),
+            Ok(Message::Pong(_)) => Some(Incoming::Pong),
+            Ok(Message::Close(frame)) => Some(Incoming::Close(frame.map(|f| f.code))),
+            Ok(Message::Text(_) | Message::Binary(_)) => Some(Incoming::Message),
+            Err(_) => None,
+        })
     }
 }
 
-impl futures_util::Stream for Ticks {
-    type Item = ();
+/// tokio's clock for the core's stream sessions.
+#[derive(Debug, Clone, Copy)]
+struct TokioTimer;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<()>> {
-        self.0.poll_tick(cx).map(|_| Some(()))
+impl Timer for TokioTimer {
+    type Sleep = tokio::time::Sleep;
+
+    fn sleep(&self, after: Duration) -> tokio::time::Sleep {
+        tokio::time::sleep(after)
+    }
+
+    fn reset(&self, sleep: Pin<&mut tokio::time::Sleep>, after: Duration) {
+        sleep.reset(tokio::time::Instant::now() + after);
     }
 }

@@ -1,6 +1,7 @@
 //! Framework-free parts of the `/__nexus` surface, shared by the axum and
 //! actix-web adapters so that both behave the same: SSE framing, resume-point
-//! parsing, the access gate, the stream-client cap, path capture and
+//! parsing, the access gate, the stream-client cap, each stream client's
+//! session (close handshake, write bound, shutdown), path capture and
 //! redaction, and the dashboard page.
 
 pub mod dashboard;
@@ -9,9 +10,13 @@ pub mod limit;
 pub mod redact;
 pub mod request;
 pub mod resume;
+pub mod session;
+pub mod shutdown;
 pub mod sse;
+pub mod sse_body;
 pub mod stream;
 pub mod surface;
+pub mod timer;
 
 /// The mount point of the nexus routes.
 pub const PREFIX: &str = "/__nexus";
@@ -69,9 +74,17 @@ pub fn trace_json(bus: &crate::Bus, trace_id: &str) -> Result<Vec<u8>, &'static 
 
 /// The bus's and the stream cap's counters as JSON, for `GET /__nexus/stats`:
 /// `{"capacity":…,"published":…,"overwritten":…,"dropped":…,"abandoned":…,
-/// "subscribers":…,"streams":{"live":…,"max":…,"refused":…}}`.
+/// "subscribers":…,"streams":{"live":…,"max":…,"refused":…,"ended":{
+/// "client_close":…,"disconnected":…,"write_timeout":…,"shutdown":…,
+/// "source_closed":…}}}`. `streams.ended` counts the streams that ended, by
+/// reason (see [`limit::EndReason`]); every admitted stream is either live or
+/// counted there once.
 pub fn stats_json(bus: &crate::Bus, streams: &limit::StreamLimiter) -> String {
     let c = bus.counters();
+    let ended: serde_json::Map<String, serde_json::Value> = limit::EndReason::ALL
+        .iter()
+        .map(|&r| (r.name().to_owned(), streams.ended(r).into()))
+        .collect();
     serde_json::json!({
         "capacity": bus.capacity(),
         "published": c.published,
@@ -79,7 +92,12 @@ pub fn stats_json(bus: &crate::Bus, streams: &limit::StreamLimiter) -> String {
         "dropped": c.dropped,
         "abandoned": c.abandoned,
         "subscribers": c.subscribers,
-        "streams": { "live": streams.live(), "max": streams.max(), "refused": streams.refused() },
+        "streams": {
+            "live": streams.live(),
+            "max": streams.max(),
+            "refused": streams.refused(),
+            "ended": ended,
+        },
     })
     .to_string()
 }

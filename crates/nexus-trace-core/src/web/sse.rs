@@ -42,6 +42,18 @@ pub fn write_lagged(n: u64, next_id: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\n\n");
 }
 
+/// Appends the last frame of a stream ended by the server's shutdown: an SSE
+/// event of type `shutdown` (`addEventListener("shutdown", ...)`) with data
+/// `{"kind":"shutdown","next":id}`, where `next` is the id the stream would
+/// have delivered next. Like `lagged` it has no `id:` line, so the client's
+/// `Last-Event-ID` stays at the last event it got and a reconnect resumes
+/// exactly there. The body ends after this frame.
+pub fn write_shutdown(next_id: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"event: shutdown\ndata: ");
+    out.extend_from_slice(format!(r#"{{"kind":"shutdown","next":{next_id}}}"#).as_bytes());
+    out.extend_from_slice(b"\n\n");
+}
+
 /// The JSON body of a lag notice, also sent as a WebSocket text message:
 /// `{"kind":"lagged","lagged":n,"next":id}`.
 pub fn lagged_json(n: u64, next_id: u64) -> String {
@@ -151,6 +163,16 @@ mod tests {
         assert_eq!(text.matches('\n').count(), 3, "{text:?}");
         assert!(!text.contains('\r'));
         assert!(!text.contains('\u{2028}') && !text.contains('\u{2029}'));
+    }
+
+    #[test]
+    fn shutdown_frame() {
+        let mut out = Vec::new();
+        write_shutdown(7, &mut out);
+        assert_eq!(
+            out,
+            b"event: shutdown\ndata: {\"kind\":\"shutdown\",\"next\":7}\n\n"
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! framework: items from the client's own [`Subscription`] (so per-client
 //! memory is one cursor plus one frame), turned into SSE bytes or WebSocket
 //! text messages, with keep-alive ticks supplied by the adapter's runtime.
+//! The client's [`StreamSession`](crate::web::session::StreamSession) writes
+//! them.
 //!
 //! The stream is pulled: it reads the ring only when the server can write to
 //! the client. A client that stops reading is never buffered for; when it
@@ -13,7 +15,6 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 
 use crate::subscription::{RecvError, Subscription};
-use crate::web::limit::StreamPermit;
 use crate::web::sse;
 
 /// Wire format of the stream.
@@ -46,18 +47,12 @@ pub struct EventStream<T> {
     sub: Subscription,
     ticks: T,
     format: Format,
-    _permit: Option<StreamPermit>,
 }
 
 impl<T> EventStream<T> {
-    /// Streams `sub` in `format`; `permit` is held for the stream's lifetime.
-    pub fn new(sub: Subscription, format: Format, ticks: T, permit: Option<StreamPermit>) -> Self {
-        EventStream {
-            sub,
-            ticks,
-            format,
-            _permit: permit,
-        }
+    /// Streams `sub` in `format`, with keep-alives from `ticks`.
+    pub fn new(sub: Subscription, format: Format, ticks: T) -> Self {
+        EventStream { sub, ticks, format }
     }
 
     /// The id of the next event the client will get.
@@ -147,7 +142,6 @@ mod tests {
             bus.subscribe(0),
             Format::Sse,
             futures::stream::empty::<()>(),
-            None,
         );
         for _ in 0..3 {
             bus.publish(Event::default());
@@ -169,7 +163,6 @@ mod tests {
             bus.subscribe(0),
             Format::WebSocket,
             futures::stream::empty::<()>(),
-            None,
         );
         bus.publish(Event::default());
         bus.publish(Event::default());
@@ -189,7 +182,6 @@ mod tests {
             bus.subscribe(0),
             Format::Sse,
             futures::stream::empty::<()>(),
-            None,
         );
         bus.publish(Event::default());
         drop(bus);

@@ -7,16 +7,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_core::Stream;
+use futures_sink::Sink;
+
 use crate::web::gate::{Access, AccessRequest, Decision};
 use crate::web::limit::{StreamLimiter, StreamPermit};
+use crate::web::session::{Incoming, Outgoing, Parts, StreamSession};
+use crate::web::shutdown::{Shutdown, ShutdownListener};
+use crate::web::sse_body::{sse_body, SseBody, SseGone, SseSender};
 use crate::web::stream::{EventStream, Format};
+use crate::web::timer::{Ticks, Timer};
 use crate::web::{resume, stats_json, trace_json, websocket_origin_allowed};
 use crate::Bus;
 
 /// A refused request: status, plain-text message, extra headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// HTTP status (400, 401, 403, 429).
+    /// HTTP status (400, 401, 403, 429, 503).
     pub status: u16,
     /// Plain-text body, ending in a newline.
     pub message: String,
@@ -49,7 +56,7 @@ pub struct EventsRequest<'a> {
     pub host: Option<&'a [u8]>,
 }
 
-/// An admitted event stream, waiting for the adapter's keep-alive ticks.
+/// An admitted event stream, waiting for its transport.
 #[derive(Debug)]
 pub struct Admitted {
     bus: Bus,
@@ -57,17 +64,44 @@ pub struct Admitted {
     /// SSE, or WebSocket when the request asked to upgrade.
     pub format: Format,
     permit: StreamPermit,
+    shutdown: ShutdownListener,
+    keep_alive: Duration,
+    write_timeout: Duration,
 }
 
 impl Admitted {
-    /// The stream, reading the ring from after `since` through its own cursor.
-    pub fn into_stream<T>(self, ticks: T) -> EventStream<T> {
-        EventStream::new(
-            self.bus.subscribe(self.since),
-            self.format,
-            ticks,
-            Some(self.permit),
-        )
+    fn parts<Tm: Timer + Clone>(self, timer: Tm) -> Parts<Tm> {
+        let ticks = Ticks::new(timer.clone(), self.keep_alive);
+        Parts {
+            events: EventStream::new(self.bus.subscribe(self.since), self.format, ticks),
+            format: self.format,
+            permit: self.permit,
+            shutdown: self.shutdown,
+            timer,
+            write_timeout: self.write_timeout,
+        }
+    }
+
+    /// The session of a WebSocket client over its transport's two halves:
+    /// `tx` writes [`Outgoing`] frames, `rx` yields what the client sent and
+    /// ends when the connection does. Spawn it; it ends with the reason.
+    pub fn into_session<Tm, Tx, Rx>(self, timer: Tm, tx: Tx, rx: Rx) -> StreamSession<Tm, Tx, Rx>
+    where
+        Tm: Timer + Clone + Unpin,
+        Tx: Sink<Outgoing> + Unpin,
+        Rx: Stream<Item = Incoming> + Unpin,
+    {
+        StreamSession::new(self.parts(timer), tx, rx)
+    }
+
+    /// An SSE client: the session to spawn and the response body it feeds.
+    /// The server dropping the body (client gone) ends the session.
+    pub fn into_sse<Tm>(self, timer: Tm) -> (StreamSession<Tm, SseSender, SseGone>, SseBody)
+    where
+        Tm: Timer + Clone + Unpin,
+    {
+        let (tx, gone, body) = sse_body();
+        (StreamSession::new(self.parts(timer), tx, gone), body)
     }
 }
 
@@ -79,6 +113,8 @@ pub struct Surface {
     access: Access,
     limiter: Arc<StreamLimiter>,
     keep_alive: Duration,
+    write_timeout: Duration,
+    shutdown: Shutdown,
     allowed_origins: Arc<[String]>,
 }
 
@@ -87,6 +123,8 @@ impl Surface {
     pub const DEFAULT_MAX_STREAMS: usize = 32;
     /// Default period of SSE keep-alive comments and WebSocket pings.
     pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
+    /// Default bound on one write to an event-stream client.
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// A surface over `bus` behind `access`.
     pub fn new(bus: Bus, access: Access) -> Surface {
@@ -95,6 +133,8 @@ impl Surface {
             access,
             limiter: StreamLimiter::new(Self::DEFAULT_MAX_STREAMS),
             keep_alive: Self::DEFAULT_KEEP_ALIVE,
+            write_timeout: Self::DEFAULT_WRITE_TIMEOUT,
+            shutdown: Shutdown::new(),
             allowed_origins: Arc::from([]),
         }
     }
@@ -111,17 +151,27 @@ impl Surface {
         self
     }
 
+    /// Bound on one write to an event-stream client (at least 1 ms): a
+    /// frame the transport does not take, or a flush that makes no
+    /// progress, for this long ends the stream and frees its place. Also
+    /// bounds each goodbye on shutdown.
+    pub fn write_timeout(mut self, bound: Duration) -> Surface {
+        self.write_timeout = bound.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The switch that ends every stream on graceful shutdown (shared by
+    /// clones of this surface).
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
     /// Also accept WebSocket handshakes from this `Origin`.
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Surface {
         let mut all = self.allowed_origins.to_vec();
         all.push(origin.into());
         self.allowed_origins = all.into();
         self
-    }
-
-    /// The keep-alive period, for the adapter's ticker.
-    pub fn keep_alive_period(&self) -> Duration {
-        self.keep_alive
     }
 
     /// The access gate: `None` to serve, else the refusal (401 with
@@ -151,8 +201,9 @@ impl Surface {
     }
 
     /// Decides `GET /__nexus/events`: 400 for a malformed resume point, 403
-    /// for a cross-origin WebSocket, 429 past the cap; otherwise the stream
-    /// (from the resume point, or the whole retained backlog without one).
+    /// for a cross-origin WebSocket, 503 once shut down, 429 past the cap;
+    /// otherwise the stream (from the resume point, or the whole retained
+    /// backlog without one).
     pub fn events(&self, req: EventsRequest<'_>) -> Result<Admitted, Refusal> {
         let since = resume::resume_point(req.last_event_id, req.query)
             .map_err(|e| Refusal::new(400, format!("nexus: {e}\n")))?
@@ -162,6 +213,12 @@ impl Surface {
             .is_some_and(|v| v.eq_ignore_ascii_case(b"websocket"));
         if websocket && !websocket_origin_allowed(req.origin, req.host, &self.allowed_origins) {
             return Err(Refusal::new(403, "nexus: cross-origin WebSocket refused\n"));
+        }
+        if self.shutdown.is_triggered() {
+            return Err(Refusal {
+                headers: vec![("retry-after", "5")],
+                ..Refusal::new(503, "nexus: shutting down\n")
+            });
         }
         let permit = self.limiter.try_acquire().ok_or_else(|| Refusal {
             headers: vec![("retry-after", "5")],
@@ -176,6 +233,9 @@ impl Surface {
                 Format::Sse
             },
             permit,
+            shutdown: self.shutdown.listener(),
+            keep_alive: self.keep_alive,
+            write_timeout: self.write_timeout,
         })
     }
 
