@@ -1,5 +1,7 @@
 //! The shared conformance suite against the actix-web adapter.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use actix_web::body::BoxBody;
@@ -7,8 +9,8 @@ use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpResponse, HttpServer, ResponseError};
-use nexus_trace_actix::{Access, NexusRoutes, NexusTrace, Trace};
-use nexus_trace_conformance::{conformance_tests, Harness, Opts, Server};
+use nexus_trace_actix::{Access, NexusRoutes, NexusTrace, Shutdown, Trace};
+use nexus_trace_conformance::{conformance_tests, Harness, Opts, Server, Stop};
 use nexus_trace_core::{context, Bus};
 
 struct Actix;
@@ -117,13 +119,15 @@ fn traced_routes(cfg: &mut web::ServiceConfig) {
         );
 }
 
-fn serve(bus: Bus, opts: Opts, port_tx: tokio::sync::oneshot::Sender<(u16, ServerHandle)>) {
+type Started = (u16, ServerHandle, Option<Shutdown>);
+
+fn serve(bus: Bus, opts: Opts, stop: Stop, port_tx: tokio::sync::oneshot::Sender<Started>) {
     let ip = if opts.all_interfaces {
         "0.0.0.0"
     } else {
         "127.0.0.1"
     };
-    let nexus = opts.mount.then(|| {
+    let routes = opts.mount.then(|| {
         let access = match &opts.token {
             Some(t) => Access::bearer(t).unwrap(),
             None => Access::loopback(),
@@ -131,8 +135,16 @@ fn serve(bus: Bus, opts: Opts, port_tx: tokio::sync::oneshot::Sender<(u16, Serve
         NexusRoutes::new(bus.clone(), access)
             .max_streams(opts.max_streams)
             .keep_alive(opts.keep_alive)
-            .config()
+            .write_timeout(opts.write_timeout)
     });
+    let shutdown = routes.as_ref().map(NexusRoutes::shutdown_handle);
+    // The wiring the docs give: the routes' goodbyes, then actix-web's own
+    // graceful stop.
+    let signal: Pin<Box<dyn Future<Output = ()> + Send>> = match &shutdown {
+        Some(s) => Box::pin(s.after(stop.signal())),
+        None => Box::pin(stop.signal()),
+    };
+    let nexus = routes.map(NexusRoutes::config);
     actix_rt::System::new().block_on(async move {
         let server = HttpServer::new(move || {
             let mut app = App::new()
@@ -165,12 +177,14 @@ fn serve(bus: Bus, opts: Opts, port_tx: tokio::sync::oneshot::Sender<(u16, Serve
         // that the handler future is dropped and the end marked aborted.
         .h1_allow_half_closed(false)
         .disable_signals()
+        .shutdown_signal(signal)
         .bind((ip, 0))
         .unwrap();
         let port = server.addrs()[0].port();
         let server = server.run();
-        port_tx.send((port, server.handle())).ok();
+        port_tx.send((port, server.handle(), shutdown)).ok();
         server.await.unwrap();
+        stop.finished();
     });
 }
 
@@ -180,14 +194,18 @@ impl Harness for Actix {
         let token = opts.token.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let server_bus = bus.clone();
+        let stop = Stop::default();
+        let server_stop = stop.clone();
         // actix's HttpServer is not Send: it runs on its own thread and
         // actix System; the listener is bound before the port comes back.
-        std::thread::spawn(move || serve(server_bus, opts, tx));
-        let (port, handle) = rx.await.expect("actix server started");
+        std::thread::spawn(move || serve(server_bus, opts, server_stop, tx));
+        let (port, handle, shutdown) = rx.await.expect("actix server started");
         Server {
             port,
             bus,
             token,
+            shutdown,
+            stop,
             guard: Box::new(StopOnDrop(handle)),
         }
     }
@@ -203,56 +221,3 @@ impl Drop for StopOnDrop {
 }
 
 conformance_tests!(Actix);
-
-async fn next<S: futures_util::Stream + Unpin>(ws: &mut S) -> Option<S::Item> {
-    use futures_util::StreamExt;
-    tokio::time::timeout(Duration::from_secs(2), ws.next())
-        .await
-        .ok()
-        .flatten()
-}
-
-/// Beyond the suite: the WebSocket sends pings on keep-alive, answers the
-/// client's pings, completes the close handshake and frees its place.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn websocket_pings_and_close_handshake() {
-    use futures_util::SinkExt;
-    use tokio_tungstenite::tungstenite::Message;
-
-    let server = Actix
-        .spawn(Opts {
-            keep_alive: Duration::from_millis(100),
-            max_streams: 1,
-            ..Opts::default()
-        })
-        .await;
-    let url = format!("ws://127.0.0.1:{}/__nexus/events", server.port);
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    let first = next(&mut ws).await.expect("a frame").unwrap();
-    assert!(matches!(first, Message::Ping(_)), "{first:?}");
-    ws.send(Message::Ping(Bytes::from_static(b"hi")))
-        .await
-        .unwrap();
-    loop {
-        match next(&mut ws).await.expect("a pong").unwrap() {
-            Message::Pong(p) => {
-                assert_eq!(&p[..], b"hi");
-                break;
-            }
-            Message::Ping(_) => {}
-            other => panic!("{other:?}"),
-        }
-    }
-    ws.close(None).await.unwrap();
-    // The server answers the close; the stream then ends.
-    let mut closed = false;
-    while let Some(Ok(m)) = next(&mut ws).await {
-        closed |= m.is_close();
-    }
-    assert!(closed, "the server answered the close");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (ws, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .expect("the place was freed");
-    drop(ws);
-}

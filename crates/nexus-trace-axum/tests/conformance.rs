@@ -1,6 +1,8 @@
 //! The shared conformance suite against the axum adapter.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -9,8 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use nexus_trace_axum::{Access, NexusRoutes, NexusTraceLayer, Trace};
-use nexus_trace_conformance::{conformance_tests, Harness, Opts, Server};
+use nexus_trace_axum::{Access, NexusRoutes, NexusTraceLayer, Shutdown, Trace};
+use nexus_trace_conformance::{conformance_tests, Harness, Opts, Server, Stop};
 use nexus_trace_core::{context, Bus};
 
 struct Axum;
@@ -45,7 +47,7 @@ impl IntoResponse for AppError {
     }
 }
 
-fn app(bus: &Bus, opts: &Opts) -> Router {
+fn app(bus: &Bus, opts: &Opts) -> (Router, Option<Shutdown>) {
     let traced = Router::new()
         .route("/ok", get(|| async { "ok" }))
         .route(
@@ -124,19 +126,20 @@ fn app(bus: &Bus, opts: &Opts) -> Router {
             }),
         );
     let mut app = untraced.merge(traced);
+    let mut shutdown = None;
     if opts.mount {
         let access = match &opts.token {
             Some(t) => Access::bearer(t).unwrap(),
             None => Access::loopback(),
         };
-        app = app.merge(
-            NexusRoutes::new(bus.clone(), access)
-                .max_streams(opts.max_streams)
-                .keep_alive(opts.keep_alive)
-                .into_router(),
-        );
+        let routes = NexusRoutes::new(bus.clone(), access)
+            .max_streams(opts.max_streams)
+            .keep_alive(opts.keep_alive)
+            .write_timeout(opts.write_timeout);
+        shutdown = Some(routes.shutdown_handle());
+        app = app.merge(routes.into_router());
     }
-    app
+    (app, shutdown)
 }
 
 impl Harness for Axum {
@@ -149,19 +152,31 @@ impl Harness for Axum {
         };
         let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let app = app(&bus, &opts);
+        let (app, shutdown) = app(&bus, &opts);
+        let stop = Stop::default();
+        // The wiring the docs give: the routes' goodbyes, then axum's own
+        // graceful shutdown.
+        let signal: Pin<Box<dyn Future<Output = ()> + Send>> = match &shutdown {
+            Some(s) => Box::pin(s.after(stop.signal())),
+            None => Box::pin(stop.signal()),
+        };
+        let done = stop.clone();
         let task = tokio::spawn(async move {
             axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),
             )
+            .with_graceful_shutdown(signal)
             .await
             .unwrap();
+            done.finished();
         });
         Server {
             port,
             bus,
             token: opts.token,
+            shutdown,
+            stop,
             guard: Box::new(AbortOnDrop(task)),
         }
     }

@@ -21,14 +21,22 @@
 //! | `GET /no-layer` | *without* the middleware: uses the required extractor (must 500) |
 //! | `GET /no-layer-optional` | *without* the middleware: optional extractor, returns `none` |
 //! | `/__nexus/...` | mounted per [`Opts`] (`/`, `/events`, `/traces/{id}`, `/stats`) |
+//!
+//! The server must stop gracefully when [`Stop::signal`] resolves, with the
+//! routes' shutdown switch chained in front (`shutdown.after(stop.signal())`
+//! into axum's `with_graceful_shutdown` or actix-web's `shutdown_signal`),
+//! and call [`Stop::finished`] when it has stopped.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use nexus_trace_core::web::shutdown::Shutdown;
 use nexus_trace_core::Bus;
 use serde_json::Value;
 
 pub mod client;
+pub mod stream_end;
 pub mod suite;
 
 /// How the `/__nexus` routes are mounted on a test server.
@@ -46,6 +54,8 @@ pub struct Opts {
     pub keep_alive: Duration,
     /// Listen on all interfaces (to reach it from a non-loopback address).
     pub all_interfaces: bool,
+    /// Bound on one write to a stream client.
+    pub write_timeout: Duration,
 }
 
 impl Default for Opts {
@@ -57,6 +67,7 @@ impl Default for Opts {
             capacity: 1024,
             keep_alive: Duration::from_secs(15),
             all_interfaces: false,
+            write_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -69,8 +80,57 @@ pub struct Server {
     pub bus: Bus,
     /// Token to send, if the gate wants one.
     pub token: Option<String>,
+    /// The routes' shutdown switch, when they are mounted.
+    pub shutdown: Option<Shutdown>,
+    /// Stops the server gracefully, as a signal handler would.
+    pub stop: Stop,
     /// Keeps the server alive; dropping it stops the server.
     pub guard: Box<dyn Send + Sync>,
+}
+
+/// A graceful-stop signal for a test server, and word of its end.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    signal: Arc<tokio::sync::watch::Sender<bool>>,
+    done: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for Stop {
+    fn default() -> Self {
+        Stop {
+            signal: Arc::new(tokio::sync::watch::channel(false).0),
+            done: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+}
+
+impl Stop {
+    /// Starts the graceful stop.
+    pub fn trigger(&self) {
+        self.signal.send_replace(true);
+    }
+
+    /// Resolves once [`trigger`](Self::trigger) was called: the harness
+    /// hands it to the framework's graceful-shutdown hook.
+    pub fn signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.signal.subscribe();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
+
+    /// The harness calls this when the server has stopped.
+    pub fn finished(&self) {
+        self.done.send_replace(true);
+    }
+
+    /// Has the server stopped within `timeout`?
+    pub async fn wait_finished(&self, timeout: Duration) -> bool {
+        let mut rx = self.done.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|done| *done))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
 }
 
 impl std::fmt::Debug for Server {
@@ -164,6 +224,11 @@ macro_rules! conformance_tests {
             event_shapes_match_the_reference,
             reconnect_storm_leaves_nothing_behind,
             oversized_ids_are_refused,
+            websocket_close_mid_burst_is_answered_at_once,
+            websocket_reconnect_loop_is_exactly_once,
+            websocket_pings_are_answered,
+            stalled_client_is_cut_off_after_the_write_bound,
+            shutdown_closes_streams_with_1001_and_a_final_frame,
         );
     };
 }

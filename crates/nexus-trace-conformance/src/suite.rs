@@ -11,9 +11,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::client::{id_of, ws_read, SseStream};
 use crate::{Harness, Opts, Server};
 
+pub use crate::stream_end::{
+    shutdown_closes_streams_with_1001_and_a_final_frame,
+    stalled_client_is_cut_off_after_the_write_bound, websocket_close_mid_burst_is_answered_at_once,
+    websocket_pings_are_answered, websocket_reconnect_loop_is_exactly_once,
+};
+
 const SECOND: Duration = Duration::from_secs(1);
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -424,7 +430,11 @@ fn non_loopback_ip() -> Option<std::net::IpAddr> {
     None
 }
 
-async fn open_sse(server: &Server, query: &str, last_event_id: Option<&str>) -> reqwest::Response {
+pub(crate) async fn open_sse(
+    server: &Server,
+    query: &str,
+    last_event_id: Option<&str>,
+) -> reqwest::Response {
     let c = client();
     let mut req = server.get(&c, &format!("/__nexus/events{query}"));
     if let Some(id) = last_event_id {
@@ -433,7 +443,7 @@ async fn open_sse(server: &Server, query: &str, last_event_id: Option<&str>) -> 
     req.send().await.unwrap()
 }
 
-fn publish_logs(server: &Server, n: usize) {
+pub(crate) fn publish_logs(server: &Server, n: usize) {
     for i in 0..n {
         server.bus.publish(Event {
             kind: Kind::Log,
@@ -795,7 +805,7 @@ pub async fn event_shapes_match_the_reference(h: &impl Harness) {
     assert_eq!(got, reference, "event shapes differ from the reference");
 }
 
-async fn stats(server: &Server) -> Value {
+pub(crate) async fn stats(server: &Server) -> Value {
     let res = server
         .get(&client(), "/__nexus/stats")
         .send()
