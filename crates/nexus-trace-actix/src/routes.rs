@@ -256,7 +256,7 @@ fn events(surface: &Surface, req: &HttpRequest, payload: web::Payload) -> HttpRe
         return match actix_ws::handle(req, payload) {
             Ok((response, session, incoming)) => {
                 let session =
-                    admitted.into_session(TokioTimer, WsSink(session), WsIncoming(incoming));
+                    admitted.into_session(TokioTimer, WsSink::new(session), WsIncoming(incoming));
                 actix_web::rt::spawn(session);
                 response
             }
@@ -274,16 +274,31 @@ fn events(surface: &Surface, req: &HttpRequest, payload: web::Payload) -> HttpRe
 }
 
 /// The session's frames, written through actix-ws's session.
-struct WsSink(Session);
+struct WsSink {
+    session: Session,
+    /// A Close was queued: actix-ws ends the response after it, so the
+    /// client's answer can no longer be read.
+    closed: bool,
+}
+
+impl WsSink {
+    fn new(session: Session) -> WsSink {
+        WsSink {
+            session,
+            closed: false,
+        }
+    }
+}
 
 impl Sink<Outgoing> for WsSink {
     type Error = actix_ws::Closed;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Pin::new(&mut self.0).poll_ready(cx)
+        Pin::new(&mut self.session).poll_ready(cx)
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: Outgoing) -> Result<(), Self::Error> {
+        self.closed |= matches!(item, Outgoing::CloseReply(_) | Outgoing::Close(..));
         let message = match item {
             Outgoing::Data(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => Message::Text(text.into()),
@@ -301,15 +316,22 @@ impl Sink<Outgoing> for WsSink {
                 description: Some(reason.to_owned()),
             })),
         };
-        Pin::new(&mut self.0).start_send(message)
+        Pin::new(&mut self.session).start_send(message)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        match Pin::new(&mut self.session).poll_flush(cx) {
+            // The Close is queued and actix-ws will end the connection
+            // after writing it: report the connection closed, so the
+            // session ends now instead of waiting for an answer it cannot
+            // read (the queued frames are still written).
+            Poll::Ready(Ok(())) if self.closed => Poll::Ready(Err(actix_ws::Closed)),
+            other => other,
+        }
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Pin::new(&mut self.0).poll_close(cx)
+        Pin::new(&mut self.session).poll_close(cx)
     }
 }
 

@@ -228,6 +228,7 @@ macro_rules! conformance_tests {
             websocket_reconnect_loop_is_exactly_once,
             websocket_pings_are_answered,
             stalled_client_is_cut_off_after_the_write_bound,
+            vanished_clients_free_their_place,
             shutdown_closes_streams_with_1001_and_a_final_frame,
         );
     };

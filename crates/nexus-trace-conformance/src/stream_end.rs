@@ -313,6 +313,42 @@ pub async fn websocket_pings_are_answered(h: &impl Harness) {
     drop(ws_connect(&server, "").await);
 }
 
+/// Clients that vanish without a goodbye free their place: an idle SSE
+/// client that drops its connection (noticed at the latest when the next
+/// keep-alive fails to write), and a WebSocket client whose TCP connection
+/// ends without a close handshake.
+pub async fn vanished_clients_free_their_place(h: &impl Harness) {
+    let server = h
+        .spawn(Opts {
+            keep_alive: Duration::from_millis(200),
+            ..Opts::default()
+        })
+        .await;
+    let since = format!("?since={}", server.bus.last_id());
+    let res = open_sse(&server, &since, None).await;
+    assert_eq!(res.status(), 200);
+    wait_for_stats(&server, "sse open", 5 * SECOND, |s| {
+        s["streams"]["live"] == 1
+    })
+    .await;
+    drop(res);
+    wait_for_stats(&server, "sse client gone", 5 * SECOND, |s| {
+        s["streams"]["live"] == 0 && ended(s, "disconnected") == 1
+    })
+    .await;
+    let ws = ws_connect(&server, &since).await;
+    wait_for_stats(&server, "ws open", 5 * SECOND, |s| {
+        s["streams"]["live"] == 1
+    })
+    .await;
+    drop(ws);
+    let s = wait_for_stats(&server, "ws client gone", 5 * SECOND, |s| {
+        s["streams"]["live"] == 0 && ended(s, "disconnected") == 2
+    })
+    .await;
+    assert_eq!(s["subscribers"], 0, "{s}");
+}
+
 /// A TCP connection to the server whose receive buffer is tiny and which is
 /// never read: the server's writes stall after a few kilobytes.
 async fn stalling_socket(server: &Server) -> tokio::net::TcpStream {
@@ -440,6 +476,13 @@ pub async fn shutdown_closes_streams_with_1001_and_a_final_frame(h: &impl Harnes
     let shutdown = server.shutdown.clone().expect("routes mounted");
     let started = Instant::now();
     shutdown.trigger();
+    let all_ended = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.closed().await;
+            started.elapsed()
+        })
+    };
     for ws in [&mut a, &mut b] {
         let closed = until_close(ws, 5 * SECOND).await;
         assert_eq!(closed.code, Some(1001), "going away");
@@ -459,10 +502,10 @@ pub async fn shutdown_closes_streams_with_1001_and_a_final_frame(h: &impl Harnes
         (Some("shutdown"), Some(4))
     );
     assert!(sse.next(5 * SECOND).await.is_none(), "the SSE body ends");
-    tokio::time::timeout(5 * SECOND, shutdown.closed())
+    let goodbyes = tokio::time::timeout(5 * SECOND, all_ended)
         .await
-        .expect("closed() resolves once every stream ended");
-    let goodbyes = started.elapsed();
+        .expect("closed() resolves once every stream ended")
+        .unwrap();
     let s = wait_for_stats(&server, "all ended by shutdown", 5 * SECOND, |s| {
         s["streams"]["live"] == 0 && ended(s, "shutdown") == 3
     })
@@ -488,17 +531,25 @@ pub async fn shutdown_closes_streams_with_1001_and_a_final_frame(h: &impl Harnes
     assert!(sse.next(5 * SECOND).await.is_some());
     let started = Instant::now();
     server.stop.trigger();
+    let stopped = {
+        let stop = server.stop.clone();
+        tokio::spawn(async move {
+            stop.wait_finished(10 * SECOND)
+                .await
+                .then(|| started.elapsed())
+        })
+    };
     assert_eq!(until_close(&mut ws, 5 * SECOND).await.code, Some(1001));
     connection_ends(&mut ws).await;
     let last = sse.next(5 * SECOND).await.expect("the final SSE frame");
     assert_eq!(last.event, "shutdown");
     assert!(sse.next(5 * SECOND).await.is_none(), "the SSE body ends");
-    assert!(
-        server.stop.wait_finished(10 * SECOND).await,
-        "the server stopped; its open streams did not hold it up"
-    );
+    let stopped = stopped
+        .await
+        .unwrap()
+        .expect("the server stopped; its open streams did not hold it up");
     eprintln!(
-        "shutdown: every stream ended {goodbyes:?} after the trigger; graceful stop with open streams took {:?}",
-        started.elapsed()
+        "shutdown: every stream ended {goodbyes:?} after the trigger; \
+         graceful stop with open streams took {stopped:?}"
     );
 }

@@ -13,8 +13,9 @@ use crate::{Harness, Opts, Server};
 
 pub use crate::stream_end::{
     shutdown_closes_streams_with_1001_and_a_final_frame,
-    stalled_client_is_cut_off_after_the_write_bound, websocket_close_mid_burst_is_answered_at_once,
-    websocket_pings_are_answered, websocket_reconnect_loop_is_exactly_once,
+    stalled_client_is_cut_off_after_the_write_bound, vanished_clients_free_their_place,
+    websocket_close_mid_burst_is_answered_at_once, websocket_pings_are_answered,
+    websocket_reconnect_loop_is_exactly_once,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
