@@ -9,6 +9,10 @@
 //! * [`Trace`]: an extractor for the request context.
 //! * [`NexusRoutes`]: the `/__nexus` routes (live events over SSE or
 //!   WebSocket, traces by id, the dashboard), behind a required access gate.
+//!   A client's WebSocket Close is answered at once, a client that stops
+//!   reading is cut off after a write bound, and [`Shutdown`] (from
+//!   `NexusRoutes::shutdown_handle`, chained into `with_graceful_shutdown`) ends
+//!   every stream with a goodbye on graceful shutdown.
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};

@@ -9,13 +9,17 @@
 //! * **Pings and pongs.** A ping is answered with a pong carrying its
 //!   payload (only the latest one, as §5.5.3 allows); pongs and any data the
 //!   client sends are read and ignored.
-//! * **Stalled client.** A write (handing a frame to the transport, or
+//! * **Stalled client.** A write (the transport taking a frame, or
 //!   flushing it) that makes no progress for the write bound ends the
-//!   session. A client that reads slowly but steadily is never cut off.
+//!   session. A client that reads slowly but steadily is never cut off. A
+//!   frame is read from the ring only when the transport can take it, so
+//!   what a slow client has not taken stays in the ring (and is reported as
+//!   lag if it is overwritten), never in a queue of its own.
 //! * **Shutdown.** When the surface's [`Shutdown`](crate::web::shutdown::Shutdown)
-//!   is triggered, the frame in hand is written, then the goodbye: WebSocket
-//!   Close 1001 (then a bounded wait for the client's Close), or the final
-//!   SSE `shutdown` frame, after which the body ends.
+//!   is triggered, what was handed to the transport goes out, then the
+//!   goodbye: WebSocket Close 1001 (then a bounded wait for the client's
+//!   Close), or the final SSE `shutdown` frame (whose `next` is the first
+//!   id not delivered), after which the body ends.
 //! * **Client gone.** The transport's read side ending (TCP closed, an SSE
 //!   body dropped by the server) ends the session at once; an SSE client
 //!   that left is noticed when the server notices, at the latest when the
@@ -194,7 +198,7 @@ where
         Poll::Ready(reason)
     }
 
-    /// Stop streaming: keep the frame in hand, then say goodbye.
+    /// Stop streaming: write what is in hand, then say goodbye.
     fn begin_close(&mut self, reason: EndReason) {
         match self.format {
             Format::WebSocket => {
@@ -279,6 +283,21 @@ where
         }
     }
 
+    /// Can the transport take a frame now? `Err` with the reason to end.
+    fn poll_transport_ready(&mut self, cx: &mut Context<'_>) -> Result<bool, EndReason> {
+        let Some(tx) = self.tx.as_mut() else {
+            return Err(self.reason_if_cut_off(EndReason::Disconnected));
+        };
+        match Pin::new(tx).poll_ready(cx) {
+            Poll::Ready(Ok(())) => {
+                self.write_deadline.disarm();
+                Ok(true)
+            }
+            Poll::Ready(Err(_)) => Err(self.reason_if_cut_off(EndReason::Disconnected)),
+            Poll::Pending => Ok(false),
+        }
+    }
+
     /// Flushes; `Some` to return from `poll` with.
     fn flush(&mut self, cx: &mut Context<'_>) -> Option<Poll<EndReason>> {
         let Some(tx) = self.tx.as_mut() else {
@@ -312,6 +331,14 @@ where
             }
             let idle = self.control.is_none() && self.data.is_none();
             if self.phase == Phase::Streaming && idle {
+                // Take the next frame only once the transport can take it:
+                // what the client has not taken stays in the ring, where a
+                // client that falls behind is told how much it lagged.
+                match self.poll_transport_ready(cx) {
+                    Ok(true) => {}
+                    Ok(false) => return self.wait_for_write(cx),
+                    Err(reason) => return self.finish(reason),
+                }
                 match Pin::new(&mut self.events).poll_next(cx) {
                     Poll::Ready(Some(Frame::Data(bytes))) => {
                         self.data = Some(Outgoing::Data(bytes))
@@ -323,12 +350,8 @@ where
             }
             let has_next = self.control.is_some() || self.data.is_some() || self.goodbye.is_some();
             if has_next {
-                let Some(tx) = self.tx.as_mut() else {
-                    return self.finish(EndReason::Disconnected);
-                };
-                match Pin::new(tx).poll_ready(cx) {
-                    Poll::Ready(Ok(())) => {
-                        self.write_deadline.disarm();
+                match self.poll_transport_ready(cx) {
+                    Ok(true) => {
                         let next = self
                             .control
                             .take()
@@ -354,11 +377,8 @@ where
                         }
                         continue;
                     }
-                    Poll::Ready(Err(_)) => {
-                        let reason = self.reason_if_cut_off(EndReason::Disconnected);
-                        return self.finish(reason);
-                    }
-                    Poll::Pending => return self.wait_for_write(cx),
+                    Ok(false) => return self.wait_for_write(cx),
+                    Err(reason) => return self.finish(reason),
                 }
             }
             if self.unflushed {
@@ -615,18 +635,17 @@ mod tests {
     }
 
     #[test]
-    fn shutdown_sends_close_1001_after_the_frame_in_hand_and_waits_for_the_reply() {
+    fn shutdown_sends_close_1001_and_waits_for_the_reply() {
         let bus = Bus::new(16);
         let s = surface(&bus);
         let (clock, peer) = (Clock::default(), Peer::default());
         let mut session = websocket(&s, &clock, &peer);
         let (clock2, peer2) = (Clock::default(), Peer::default());
         let mut silent = websocket(&s, &clock2, &peer2);
-        peer.blocked.store(true, Ordering::SeqCst);
         publish(&bus, 1);
-        assert!(poll(&mut session).is_pending(), "a frame in hand");
+        assert!(poll(&mut session).is_pending());
         s.shutdown_handle().trigger();
-        peer.blocked.store(false, Ordering::SeqCst);
+        publish(&bus, 1);
         assert!(poll(&mut session).is_pending(), "waits for the reply");
         assert_eq!(peer.written().len(), 2);
         assert_eq!(
