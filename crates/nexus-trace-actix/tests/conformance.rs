@@ -122,15 +122,11 @@ fn traced_routes(cfg: &mut web::ServiceConfig) {
 type Started = (u16, ServerHandle, Option<Shutdown>);
 
 fn serve(bus: Bus, opts: Opts, stop: Stop, port_tx: tokio::sync::oneshot::Sender<Started>) {
-    let ip = if opts.all_interfaces {
-        "0.0.0.0"
-    } else {
-        "127.0.0.1"
-    };
     let routes = opts.mount.then(|| {
-        let access = match &opts.token {
-            Some(t) => Access::bearer(t).unwrap(),
-            None => Access::loopback(),
+        let access = match (&opts.access, &opts.token) {
+            (Some(access), _) => access.clone(),
+            (None, Some(t)) => Access::bearer(t).unwrap(),
+            (None, None) => Access::loopback(),
         };
         NexusRoutes::new(bus.clone(), access)
             .max_streams(opts.max_streams)
@@ -178,7 +174,7 @@ fn serve(bus: Bus, opts: Opts, stop: Stop, port_tx: tokio::sync::oneshot::Sender
         .h1_allow_half_closed(false)
         .disable_signals()
         .shutdown_signal(signal)
-        .bind((ip, 0))
+        .bind(("127.0.0.1", 0))
         .unwrap();
         let port = server.addrs()[0].port();
         let server = server.run();

@@ -128,9 +128,10 @@ fn app(bus: &Bus, opts: &Opts) -> (Router, Option<Shutdown>) {
     let mut app = untraced.merge(traced);
     let mut shutdown = None;
     if opts.mount {
-        let access = match &opts.token {
-            Some(t) => Access::bearer(t).unwrap(),
-            None => Access::loopback(),
+        let access = match (&opts.access, &opts.token) {
+            (Some(access), _) => access.clone(),
+            (None, Some(t)) => Access::bearer(t).unwrap(),
+            (None, None) => Access::loopback(),
         };
         let routes = NexusRoutes::new(bus.clone(), access)
             .max_streams(opts.max_streams)
@@ -145,12 +146,9 @@ fn app(bus: &Bus, opts: &Opts) -> (Router, Option<Shutdown>) {
 impl Harness for Axum {
     async fn spawn(&self, opts: Opts) -> Server {
         let bus = Bus::new(opts.capacity);
-        let ip = if opts.all_interfaces {
-            "0.0.0.0"
-        } else {
-            "127.0.0.1"
-        };
-        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
         let port = listener.local_addr().unwrap().port();
         let (app, shutdown) = app(&bus, &opts);
         let stop = Stop::default();

@@ -31,11 +31,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nexus_trace_core::web::gate::Access;
 use nexus_trace_core::web::shutdown::Shutdown;
-use nexus_trace_core::Bus;
+use nexus_trace_core::{Bus, TryRecvError};
 use serde_json::Value;
 
 pub mod client;
+pub mod csp;
 pub mod stream_end;
 pub mod suite;
 
@@ -46,14 +48,14 @@ pub struct Opts {
     pub mount: bool,
     /// `None`: loopback-only gate; `Some(token)`: bearer-token gate.
     pub token: Option<String>,
+    /// A gate to mount instead of the one `token` selects.
+    pub access: Option<Access>,
     /// Cap on concurrent stream clients.
     pub max_streams: usize,
     /// Ring capacity.
     pub capacity: usize,
     /// SSE keep-alive / WebSocket ping period.
     pub keep_alive: Duration,
-    /// Listen on all interfaces (to reach it from a non-loopback address).
-    pub all_interfaces: bool,
     /// Bound on one write to a stream client.
     pub write_timeout: Duration,
 }
@@ -63,10 +65,10 @@ impl Default for Opts {
         Opts {
             mount: true,
             token: None,
+            access: None,
             max_streams: 8,
             capacity: 1024,
             keep_alive: Duration::from_secs(15),
-            all_interfaces: false,
             write_timeout: Duration::from_secs(10),
         }
     }
@@ -166,18 +168,78 @@ impl Server {
         serde_json::from_str(&res.text().await.unwrap()).expect("traces JSON")
     }
 
-    /// Waits until the trace has its `request.end`, then a little longer,
-    /// and returns the trace (so a second end would be seen).
+    /// Polls until the trace has its `request.end` and returns the trace.
+    ///
+    /// This is no proof that the end is the only one: a late duplicate would
+    /// come after. [`Server::stop_and_audit`] checks that, once the server is
+    /// quiescent.
     pub async fn finished_trace(&self, trace_id: &str) -> Vec<Value> {
-        for _ in 0..100 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
             let events = self.trace(trace_id).await;
             if events.iter().any(|e| e["kind"] == "request.end") {
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                return self.trace(trace_id).await;
+                return events;
             }
-            tokio::time::sleep(Duration::from_millis(30)).await;
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no request.end for trace {trace_id}: {events:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("no request.end for trace {trace_id}");
+    }
+
+    /// Every event the bus holds, as JSON, oldest first. Panics if the ring
+    /// has overwritten any: a count taken from it would be incomplete.
+    pub fn all_events(&self) -> Vec<Value> {
+        let mut sub = self.bus.subscribe(0);
+        let mut out = Vec::new();
+        loop {
+            match sub.try_recv() {
+                Ok(e) => out.push(serde_json::from_str(&e.to_json()).expect("event JSON")),
+                Err(TryRecvError::Lagged(n)) => {
+                    panic!("the ring overwrote {n} events; give the test a bigger capacity")
+                }
+                Err(_) => return out,
+            }
+        }
+    }
+
+    /// Stops the server gracefully and waits until it has stopped: every
+    /// connection is closed and every request future and body dropped, so
+    /// nothing can publish a `request.end` any more. Then checks, over every
+    /// event ever published, that each request (a span with a
+    /// `request.start`) has exactly one start and exactly one end, and
+    /// returns those events.
+    pub async fn stop_and_audit(&self) -> Vec<Value> {
+        self.stop.trigger();
+        assert!(
+            self.stop.wait_finished(Duration::from_secs(30)).await,
+            "the server did not stop within 30 s"
+        );
+        let events = self.all_events();
+        let mut requests: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+        for e in &events {
+            let kind = e["kind"].as_str().unwrap_or("");
+            if kind != "request.start" && kind != "request.end" {
+                continue;
+            }
+            let span = e["spanId"].as_str().expect("a request event has a spanId");
+            let counts = requests.entry(span).or_default();
+            if kind == "request.start" {
+                counts.0 += 1;
+            } else {
+                counts.1 += 1;
+            }
+        }
+        for (span, counts) in &requests {
+            let of_span: Vec<&Value> = events.iter().filter(|e| e["spanId"] == *span).collect();
+            assert_eq!(
+                *counts,
+                (1, 1),
+                "request span {span}: (starts, ends) once the server stopped: {of_span:#?}"
+            );
+        }
+        events
     }
 }
 
@@ -220,6 +282,7 @@ macro_rules! conformance_tests {
             frames_cannot_be_injected,
             stream_cap_returns_429_and_spares_existing_streams,
             nexus_routes_are_not_recorded_and_dashboard_is_strict,
+            dashboard_csp_allows_exactly_the_served_inline_code,
             stalled_stream_client_is_lagged_not_buffered,
             event_shapes_match_the_reference,
             reconnect_storm_leaves_nothing_behind,

@@ -70,7 +70,7 @@ impl Traffic {
 
 /// Polls `/__nexus/stats` until `ok` holds; panics with the last value
 /// after `timeout`.
-async fn wait_for_stats(
+pub(crate) async fn wait_for_stats(
     server: &Server,
     what: &str,
     timeout: Duration,

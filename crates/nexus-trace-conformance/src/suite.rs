@@ -8,7 +8,11 @@ use nexus_trace_core::{Event, Kind};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use eventsource_stream::Eventsource;
+use nexus_trace_core::web::gate::{Access, Decision};
+
 use crate::client::{id_of, ws_read, SseStream};
+use crate::stream_end::wait_for_stats;
 use crate::{Harness, Opts, Server};
 
 pub use crate::stream_end::{
@@ -97,6 +101,8 @@ pub async fn start_and_one_end_for_each_status(h: &impl Harness) {
             assert!(end.get("error").is_none(), "no error on {code}");
         }
     }
+    let all = server.stop_and_audit().await;
+    assert_eq!(of_kind(&all, "request.end").len(), 6);
 }
 
 /// A handler error and a handler panic each produce exactly one end.
@@ -114,19 +120,15 @@ pub async fn handler_error_and_panic_end_once(h: &impl Harness) {
     // connection), the bus has one start and one end marked as a panic.
     let before = server.bus.last_id();
     let _ = server.get(&c, "/panic").send().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut sub = server.bus.subscribe(before);
-    let mut events = Vec::new();
-    while let Ok(e) = sub.try_recv() {
-        if e.path == "/panic" {
-            events.push(serde_json::from_str::<Value>(&e.to_json()).unwrap());
-        }
-    }
-    let end = one_start_one_end(&events);
+    let end = wait_for_end_on_path(&server, before, "/panic").await;
     assert_eq!(end["status"], 500);
     assert_eq!(end["error"], "handler panicked");
     // The server still serves.
     assert_eq!(server.get(&c, "/ok").send().await.unwrap().status(), 200);
+    // Once the server has stopped: one start and one end for each request.
+    let all = server.stop_and_audit().await;
+    let panics: Vec<Value> = all.into_iter().filter(|e| e["path"] == "/panic").collect();
+    assert_eq!(one_start_one_end(&panics)["error"], "handler panicked");
 }
 
 /// The client goes away while the handler runs: one end, marked aborted.
@@ -139,7 +141,8 @@ pub async fn client_disconnect_before_response_is_aborted(h: &impl Harness) {
         .unwrap();
     assert!(server.get(&quick, "/slow").send().await.is_err());
     let end = wait_for_end_on_path(&server, before, "/slow").await;
-    assert_eq!(end.meta.get("aborted"), Some(&Value::Bool(true)), "{end:?}");
+    assert_eq!(end["meta"]["aborted"], true, "{end}");
+    server.stop_and_audit().await;
 }
 
 /// The client goes away mid-body: one end, aborted, with the sent status.
@@ -153,32 +156,30 @@ pub async fn client_disconnect_mid_body_is_aborted(h: &impl Harness) {
     let _first = body.next().await;
     drop(body);
     let end = wait_for_end_on_path(&server, before, "/slow-body").await;
-    assert_eq!(end.status, 200);
-    assert_eq!(end.meta.get("aborted"), Some(&Value::Bool(true)), "{end:?}");
+    assert_eq!(end["status"], 200);
+    assert_eq!(end["meta"]["aborted"], true, "{end}");
+    server.stop_and_audit().await;
 }
 
-async fn wait_for_end_on_path(server: &Server, since: u64, path: &str) -> Event {
-    let mut ends = Vec::new();
+/// Polls the bus (from after `since`) until a `request.end` for `path`
+/// arrives and returns it. That it is the only one is checked once the
+/// server has stopped ([`Server::stop_and_audit`]).
+async fn wait_for_end_on_path(server: &Server, since: u64, path: &str) -> Value {
     let mut sub = server.bus.subscribe(since);
-    for _ in 0..200 {
+    let deadline = tokio::time::Instant::now() + 20 * SECOND;
+    loop {
         while let Ok(e) = sub.try_recv() {
-            if e.path == path && e.kind == Kind::RequestEnd {
-                ends.push((*e).clone());
+            let e: Value = serde_json::from_str(&e.to_json()).unwrap();
+            if e["path"] == path && e["kind"] == "request.end" {
+                return e;
             }
         }
-        if !ends.is_empty() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            while let Ok(e) = sub.try_recv() {
-                if e.path == path && e.kind == Kind::RequestEnd {
-                    ends.push((*e).clone());
-                }
-            }
-            assert_eq!(ends.len(), 1, "exactly one end for {path}");
-            return ends.pop().unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no request.end for {path}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("no request.end for {path}");
 }
 
 /// A streaming body: the end is published when the body ends, so its
@@ -193,6 +194,7 @@ pub async fn streaming_body_ends_at_body_end(h: &impl Harness) {
     let end = one_start_one_end(&server.finished_trace(&trace).await);
     let ns = end["durationNs"].as_u64().unwrap();
     assert!(ns >= 100_000_000, "duration {ns} ns covers the 3 chunks");
+    server.stop_and_audit().await;
 }
 
 /// The endpoint is the route template, not the concrete path.
@@ -205,6 +207,7 @@ pub async fn endpoint_is_the_route_template(h: &impl Harness) {
     for e in &events {
         assert_eq!(e["endpoint"], "/status/{code}", "{e}");
     }
+    server.stop_and_audit().await;
 }
 
 /// Downstream calls recorded through `current()` from nested code and from
@@ -231,6 +234,7 @@ pub async fn downstream_from_deep_code_and_spawned_task(h: &impl Harness) {
         trace,
         "extractor sees the same context"
     );
+    server.stop_and_audit().await;
 }
 
 /// A valid `traceparent` continues the caller's trace; malformed ones start
@@ -274,6 +278,7 @@ pub async fn traceparent_is_continued_or_ignored(h: &impl Harness) {
         assert_ne!(id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(id, "00000000000000000000000000000000");
     }
+    server.stop_and_audit().await;
 }
 
 /// Non-UTF-8 header values, a 64 KiB header and invalid percent-encoding:
@@ -384,16 +389,18 @@ pub async fn token_gate(h: &impl Harness) {
     );
 }
 
-/// The loopback gate trusts the socket address only: a loopback peer gets
-/// in whatever `X-Forwarded-For` says, a non-loopback peer is refused even
-/// when it claims `X-Forwarded-For: 127.0.0.1`.
+/// The loopback gate trusts the socket address only.
+///
+/// Over loopback alone (no other interface is needed): a loopback peer is
+/// let in by `Access::loopback()` whatever `X-Forwarded-For` says; and the
+/// adapter hands the gate the TCP peer, never a header. The second part uses
+/// a gate that admits only `127.0.0.1`, and a client that connects from
+/// `127.0.0.2` (loopback on Linux, but another address) while its headers
+/// claim `127.0.0.1`: it is refused, and the gate saw `127.0.0.2`. That the
+/// loopback gate refuses every non-loopback peer is `Access::check` alone,
+/// unit-tested in the core (`web::gate`).
 pub async fn loopback_gate_ignores_forwarded_for(h: &impl Harness) {
-    let server = h
-        .spawn(Opts {
-            all_interfaces: true,
-            ..Opts::default()
-        })
-        .await;
+    let server = h.spawn(Opts::default()).await;
     let c = client();
     let res = c
         .get(server.url("/__nexus/traces/abc"))
@@ -402,33 +409,56 @@ pub async fn loopback_gate_ignores_forwarded_for(h: &impl Harness) {
         .await
         .unwrap();
     assert_eq!(res.status(), 200, "loopback peer allowed");
-    let Some(ip) = non_loopback_ip() else {
-        panic!("this machine has no non-loopback address to test from");
+
+    let only: std::net::IpAddr = [127, 0, 0, 1].into();
+    let other: std::net::IpAddr = [127, 0, 0, 2].into();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let access = {
+        let seen = seen.clone();
+        Access::custom(move |req| {
+            let peer = req.peer.map(|p| p.ip());
+            seen.lock().unwrap().push(peer);
+            if peer == Some(only) {
+                Decision::Allow
+            } else {
+                Decision::Forbidden
+            }
+        })
     };
-    let res = c
-        .get(format!("http://{ip}:{}/__nexus/traces/abc", server.port))
+    let server = h
+        .spawn(Opts {
+            access: Some(access),
+            ..Opts::default()
+        })
+        .await;
+    let from = |ip| {
+        reqwest::Client::builder()
+            .local_address(ip)
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap()
+    };
+    let forged = from(other)
+        .get(server.url("/__nexus/traces/abc"))
         .header("x-forwarded-for", "127.0.0.1")
         .header("forwarded", "for=127.0.0.1")
         .header("x-real-ip", "127.0.0.1")
         .send()
         .await
+        .expect("connect from 127.0.0.2 (all of 127.0.0.0/8 is loopback on Linux)");
+    assert_eq!(forged.status(), 403, "peer 127.0.0.2 refused");
+    let res = from(only)
+        .get(server.url("/__nexus/traces/abc"))
+        .header("x-forwarded-for", "127.0.0.2")
+        .send()
+        .await
         .unwrap();
-    assert_eq!(res.status(), 403, "non-loopback peer from {ip} refused");
-}
-
-fn non_loopback_ip() -> Option<std::net::IpAddr> {
-    // Connecting a UDP socket sends nothing; it only picks a source address.
-    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-    for target in ["10.255.255.255:1", "192.0.2.1:1", "8.8.8.8:53"] {
-        if s.connect(target).is_ok() {
-            if let Ok(addr) = s.local_addr() {
-                if !addr.ip().is_loopback() && !addr.ip().is_unspecified() {
-                    return Some(addr.ip());
-                }
-            }
-        }
-    }
-    None
+    assert_eq!(res.status(), 200, "peer 127.0.0.1 allowed");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Some(other), Some(only)],
+        "the gate saw the socket peers"
+    );
 }
 
 pub(crate) async fn open_sse(
@@ -445,10 +475,18 @@ pub(crate) async fn open_sse(
 }
 
 pub(crate) fn publish_logs(server: &Server, n: usize) {
-    for i in 0..n {
+    publish_logs_with(server, (0..n).map(|i| format!("m{i}")));
+}
+
+/// Publishes one log event per message.
+pub(crate) fn publish_logs_with<M: AsRef<str>>(
+    server: &Server,
+    messages: impl IntoIterator<Item = M>,
+) {
+    for m in messages {
         server.bus.publish(Event {
             kind: Kind::Log,
-            message: format!("m{i}"),
+            message: m.as_ref().into(),
             ..Event::default()
         });
     }
@@ -579,7 +617,8 @@ pub async fn websocket_resumes_exactly_once_across_reconnect(h: &impl Harness) {
 }
 
 /// Paths with encoded CR/LF and U+2028 cannot add SSE frames: exactly one
-/// SSE event per bus event; fields round-trip.
+/// SSE event per bus event; fields round-trip. The stream is parsed by
+/// `eventsource-stream`, an SSE parser this project did not write.
 pub async fn frames_cannot_be_injected(h: &impl Harness) {
     let server = h.spawn(Opts::default()).await;
     let c = client();
@@ -590,35 +629,51 @@ pub async fn frames_cannot_be_injected(h: &impl Harness) {
         "/%3Cscript%3Ealert(1)%3C/script%3E",
     ];
     for p in paths {
-        let _ = c.get(server.url(p)).send().await.unwrap();
+        let res = c.get(server.url(p)).send().await.unwrap();
+        let trace = trace_id(&res);
+        let _ = res.bytes().await;
+        server.finished_trace(&trace).await;
     }
-    server.bus.publish(Event {
-        kind: Kind::Log,
-        message: "evil\r\ndata: injected\n\nid: 1\u{2028}\u{2029}<script>".into(),
-        ..Event::default()
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let evil = "evil\r\ndata: injected\n\nid: 1\u{2028}\u{2029}<script>";
+    publish_logs_with(&server, [evil]);
     let end = server.bus.last_id();
-    let mut s = SseStream::new(open_sse(&server, &format!("?since={start}"), None).await);
+    let res = open_sse(&server, &format!("?since={start}"), None).await;
+    let mut frames = Box::pin(res.bytes_stream().eventsource());
     let mut ids = Vec::new();
+    let mut messages = Vec::new();
     while (ids.len() as u64) < end - start {
-        let e = s.next(5 * SECOND).await.expect("frame");
+        let e = next_frame(&mut frames).await;
         assert_eq!(e.event, "message");
         let v: Value = serde_json::from_str(&e.data).expect("data is one JSON value");
-        assert_eq!(e.id.as_deref().unwrap(), id_of(&v).to_string());
+        assert_eq!(e.id, id_of(&v).to_string(), "the frame's id is the event's");
         ids.push(id_of(&v));
         if v["kind"] == "log" {
-            assert_eq!(
-                v["message"],
-                "evil\r\ndata: injected\n\nid: 1\u{2028}\u{2029}<script>"
-            );
+            messages.push(v["message"].clone());
+        }
+        if let Some(path) = v["path"].as_str() {
+            assert!(paths.contains(&path), "{path}");
         }
     }
     assert_eq!(ids, (start + 1..=end).collect::<Vec<_>>());
-    assert!(
-        s.next(Duration::from_millis(300)).await.is_none(),
-        "no extra frames"
-    );
+    assert_eq!(messages, [evil]);
+    // No extra frames: the next frame is the marker published now.
+    publish_logs_with(&server, ["marker"]);
+    let marker = next_frame(&mut frames).await;
+    assert_eq!(marker.id, (end + 1).to_string(), "{marker:?}");
+    server.stop_and_audit().await;
+}
+
+/// The next event `eventsource-stream` parses from a response, within 5 s.
+async fn next_frame<S, E>(frames: &mut S) -> eventsource_stream::Event
+where
+    S: futures_util::Stream<Item = Result<eventsource_stream::Event, E>> + Unpin,
+    E: std::fmt::Debug,
+{
+    tokio::time::timeout(5 * SECOND, frames.next())
+        .await
+        .expect("a frame within 5 s")
+        .expect("the stream goes on")
+        .expect("a well-formed SSE event")
 }
 
 /// One stream past the cap gets 429; the streams already open keep working.
@@ -645,7 +700,13 @@ pub async fn stream_cap_returns_429_and_spares_existing_streams(h: &impl Harness
         "existing stream unaffected"
     );
     drop(b);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_stats(
+        &server,
+        "the dropped stream's place freed",
+        20 * SECOND,
+        |s| s["streams"]["live"] == 1,
+    )
+    .await;
     assert_eq!(
         open_sse(&server, "?since=0", None).await.status(),
         200,
@@ -679,14 +740,64 @@ pub async fn nexus_routes_are_not_recorded_and_dashboard_is_strict(h: &impl Harn
         .unwrap()
         .contains("<title>nexus-trace</title>"));
     let mut s = SseStream::new(open_sse(&server, "?since=0", None).await);
-    assert!(s.next(Duration::from_millis(500)).await.is_none());
-    assert!(s.comments() >= 2, "keep-alive comments on an idle stream");
+    let deadline = tokio::time::Instant::now() + 20 * SECOND;
+    while s.comments() < 2 {
+        assert!(
+            s.next(Duration::from_millis(50)).await.is_none(),
+            "no events"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "keep-alive comments on an idle stream"
+        );
+    }
     let _ = server.get(&c, "/__nexus/traces/abc").send().await.unwrap();
     let mut sub = server.bus.subscribe(0);
     while let Ok(e) = sub.try_recv() {
         assert!(
             !e.path.starts_with("/__nexus"),
             "nexus request traced: {e:?}"
+        );
+    }
+}
+
+/// The dashboard as served: its Content-Security-Policy header allows
+/// exactly the inline scripts and styles in the page as served (SHA-256 of
+/// each, computed here from the response body), nothing else inline and no
+/// other origin; the page has no inline event handlers or style attributes,
+/// which a hash policy would block.
+pub async fn dashboard_csp_allows_exactly_the_served_inline_code(h: &impl Harness) {
+    let server = h.spawn(Opts::default()).await;
+    let page = server.get(&client(), "/__nexus/").send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let html = page.text().await.unwrap();
+    let policy = crate::csp::Policy::parse(&csp);
+    assert_eq!(policy.get("default-src"), ["'none'"], "{csp}");
+    assert_eq!(policy.get("connect-src"), ["'self'"], "{csp}");
+    let page = crate::csp::InlineCode::of(&html);
+    assert!(!page.scripts.is_empty(), "the page has its script inline");
+    assert!(
+        page.external.is_empty(),
+        "no external resources: {:?}",
+        page.external
+    );
+    assert!(
+        page.inline_attributes.is_empty(),
+        "inline handlers or styles: {:?}",
+        page.inline_attributes
+    );
+    for (directive, blocks) in [("script-src", &page.scripts), ("style-src", &page.styles)] {
+        let mut served: Vec<String> = blocks.iter().map(|b| crate::csp::source_hash(b)).collect();
+        served.sort();
+        let mut allowed = policy.get(directive).to_vec();
+        allowed.sort();
+        assert_eq!(
+            allowed, served,
+            "{directive} against the served page ({csp})"
         );
     }
 }
@@ -804,6 +915,7 @@ pub async fn event_shapes_match_the_reference(h: &impl Harness) {
         .unwrap();
     }
     assert_eq!(got, reference, "event shapes differ from the reference");
+    server.stop_and_audit().await;
 }
 
 pub(crate) async fn stats(server: &Server) -> Value {
@@ -857,16 +969,10 @@ pub async fn reconnect_storm_leaves_nothing_behind(h: &impl Harness) {
     }
     assert!(ok > 0);
     // Everything is released once the clients are gone.
-    let mut last = Value::Null;
-    for _ in 0..100 {
-        last = stats(&server).await;
-        if last["streams"]["live"] == 0 && last["subscribers"] == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(last["streams"]["live"], 0, "{last}");
-    assert_eq!(last["subscribers"], 0, "{last}");
+    let last = wait_for_stats(&server, "every stream released", 20 * SECOND, |s| {
+        s["streams"]["live"] == 0 && s["subscribers"] == 0
+    })
+    .await;
     assert_eq!(last["streams"]["max"], 16);
     assert_eq!(last["published"], server.bus.last_id());
     let mut s = SseStream::new(open_sse(&server, "?since=0", None).await);

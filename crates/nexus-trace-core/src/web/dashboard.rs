@@ -25,27 +25,10 @@ pub const HEADERS: [(&str, &str); 5] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
-    use sha2::Digest as _;
-
-    fn inline(tag: &str) -> &'static str {
-        let open = format!("<{tag}>");
-        let close = format!("</{tag}>");
-        let start = HTML.find(&open).unwrap() + open.len();
-        let end = HTML[start..].find(&close).unwrap() + start;
-        &HTML[start..end]
-    }
-
-    fn hash(s: &str) -> String {
-        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(s.as_bytes()))
-    }
-
-    #[test]
-    fn csp_hashes_match_the_page() {
-        assert_eq!(SCRIPT_HASH, hash(inline("script")), "update SCRIPT_HASH");
-        assert_eq!(STYLE_HASH, hash(inline("style")), "update STYLE_HASH");
-        assert!(CSP.contains(SCRIPT_HASH) && CSP.contains(STYLE_HASH));
-    }
+    // The policy is checked against the page as served, by hashing what is
+    // served: the conformance case
+    // `dashboard_csp_allows_exactly_the_served_inline_code` (both adapters)
+    // and, in a browser that enforces it, the dashboard's browser test.
 
     #[test]
     fn page_never_parses_event_data_as_html() {
