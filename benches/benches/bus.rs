@@ -19,7 +19,7 @@ const CAPACITY: usize = 4096;
 fn publish_with_idle_subscribers(c: &mut Criterion) {
     let mut g = c.benchmark_group("publish");
     g.throughput(Throughput::Elements(1));
-    for subs in [0usize, 1, 4, 16] {
+    for subs in [0usize, 1, 4, 16, 64, 256] {
         let bus = Bus::new(CAPACITY);
         let held: Vec<_> = (0..subs).map(|_| bus.subscribe_latest()).collect();
         g.bench_with_input(BenchmarkId::new("nexus", subs), &subs, |b, _| {
@@ -318,6 +318,81 @@ fn end_to_end_latency(c: &mut Criterion) {
     g.finish();
 }
 
+/// Publish with `n` subscribers that actively read: each is a thread blocked
+/// in a receive, woken by the publish it then reads (nexus `recv_timeout`,
+/// tokio `blocking_recv`, the Go port's channel `recv`). This is the publish
+/// cost a dashboard with live clients puts on a request.
+fn publish_with_reading_subscribers(c: &mut Criterion) {
+    let mut g = c.benchmark_group("publish-reading");
+    g.throughput(Throughput::Elements(1));
+    for subs in [1usize, 4, 16, 64] {
+        let stop = Arc::new(AtomicBool::new(false));
+
+        let bus = Bus::new(CAPACITY);
+        let readers: Vec<_> = (0..subs)
+            .map(|_| {
+                let mut sub = bus.subscribe_latest();
+                let stop = stop.clone();
+                thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = black_box(sub.recv_timeout(Duration::from_millis(20)));
+                    }
+                })
+            })
+            .collect();
+        g.bench_with_input(BenchmarkId::new("nexus", subs), &subs, |b, _| {
+            b.iter(|| bus.publish(black_box(payload())))
+        });
+        stop.store(true, Ordering::Relaxed);
+        readers.into_iter().for_each(|t| t.join().unwrap());
+        stop.store(false, Ordering::Relaxed);
+
+        let (tx, _rx0) = tokio::sync::broadcast::channel(CAPACITY);
+        let readers: Vec<_> = (0..subs)
+            .map(|_| {
+                let mut rx = tx.subscribe();
+                thread::spawn(move || {
+                    // Ends when the sender is dropped.
+                    loop {
+                        match rx.blocking_recv() {
+                            Ok(e) => drop(black_box(e)),
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                        }
+                    }
+                })
+            })
+            .collect();
+        g.bench_with_input(BenchmarkId::new("tokio-broadcast", subs), &subs, |b, _| {
+            b.iter(|| {
+                let _ = tx.send(Arc::new(black_box(payload())));
+            })
+        });
+        drop(tx);
+        drop(_rx0);
+        readers.into_iter().for_each(|t| t.join().unwrap());
+
+        let go = Arc::new(GoBus::new(CAPACITY));
+        let readers: Vec<_> = (0..subs)
+            .map(|_| {
+                let (_, rx, _) = go.subscribe(0, 64);
+                let stop = stop.clone();
+                thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = black_box(rx.recv_timeout(Duration::from_millis(20)));
+                    }
+                })
+            })
+            .collect();
+        g.bench_with_input(BenchmarkId::new("go-port", subs), &subs, |b, _| {
+            b.iter(|| go.publish(black_box(payload())))
+        });
+        stop.store(true, Ordering::Relaxed);
+        readers.into_iter().for_each(|t| t.join().unwrap());
+    }
+    g.finish();
+}
+
 fn replay_backlog(c: &mut Criterion) {
     let mut g = c.benchmark_group("replay-4096");
     g.throughput(Throughput::Elements(CAPACITY as u64));
@@ -407,6 +482,7 @@ fn publish_after_many_threads(c: &mut Criterion) {
 criterion_group!(
     benches,
     publish_with_idle_subscribers,
+    publish_with_reading_subscribers,
     throughput_producers_and_subscribers,
     end_to_end_latency,
     replay_backlog,

@@ -1,6 +1,8 @@
 //! The subscriber registry: one entry per live [`Subscription`], each with a
-//! hazard pointer and a waker, grouped in chunks whose `in_use` and `sleeping`
-//! words let a producer check 64 subscribers with one load.
+//! waker, grouped in chunks whose `in_use` and `sleeping` words let a
+//! producer check 64 subscribers with one load. Producers look here only to
+//! wake sleepers; payload reclamation never involves the registry (see
+//! `ring.rs`).
 //!
 //! Chunks are appended lock-free and never freed before the ring, so an entry
 //! reference stays valid for as long as the ring's `Arc` is held.
@@ -11,7 +13,6 @@ use std::ptr;
 
 use crossbeam_utils::CachePadded;
 
-use crate::event::Event;
 use crate::sync::{AtomicPtr, AtomicU64, AtomicWaker, Ordering};
 
 /// Entries per chunk (one bit each in `in_use` and `sleeping`). Loom models
@@ -21,13 +22,10 @@ pub(crate) const CHUNK: usize = 64;
 #[cfg(nexus_loom)]
 pub(crate) const CHUNK: usize = 2;
 
-/// One subscriber's shared state.
+/// One subscriber's shared state. Padded: owners register wakers on
+/// their own line, so subscribers going to sleep never contend.
 #[derive(Debug)]
 pub(crate) struct Entry {
-    /// The payload this subscriber is taking a count on, or null. Written by
-    /// the owner; a producer that displaces this pointer pays the count and
-    /// clears it (see `ring.rs`, "Taking the payload").
-    pub(crate) hazard: AtomicPtr<Event>,
     /// Woken by producers when the owner's sleeping bit is set.
     pub(crate) waker: AtomicWaker,
 }
@@ -50,7 +48,6 @@ impl Chunk {
             entries: (0..CHUNK)
                 .map(|_| {
                     CachePadded::new(Entry {
-                        hazard: AtomicPtr::new(ptr::null_mut()),
                         waker: AtomicWaker::new(),
                     })
                 })
@@ -115,10 +112,6 @@ impl Registry {
         unsafe { &*h.chunk }
     }
 
-    pub(crate) fn entry(&self, h: Handle) -> &Entry {
-        &self.chunk(h).entries[h.index]
-    }
-
     /// Takes a free entry, growing the registry when every entry is in use.
     pub(crate) fn acquire(&self) -> Handle {
         let mut chunk = &self.head;
@@ -168,7 +161,7 @@ impl Registry {
         }
     }
 
-    /// Returns an entry to the free pool. The caller has cleared its hazard.
+    /// Returns an entry to the free pool.
     pub(crate) fn release(&self, h: Handle) {
         let chunk = self.chunk(h);
         // Relaxed: a stale sleeping bit only causes a spurious wake.

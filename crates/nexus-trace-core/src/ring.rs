@@ -6,31 +6,48 @@
 //! Ring
 //!   next_id   CachePadded<AtomicU64>   last claimed id; ids are dense from 1
 //!   slots     [CachePadded<Slot>]      capacity = 2^shift
-//!   registry  chunks of subscriber entries: hazard pointer, waker, sleeping bit
+//!   registry  chunks of subscriber entries: waker, sleeping bit
 //! Slot
-//!   state     AtomicU64   lap << 2 | ABANDONED | WRITING
+//!   state     AtomicU64   lap (40 bits) | readers (22 bits) | ABANDONED | WRITING
 //!   ptr       AtomicPtr<Event>  owns one strong count of an Arc<Event>, or null
 //! ```
 //!
 //! Id `i` lives in slot `i & mask` on lap `(i >> shift) + 1` (lap 0 is the
-//! empty initial state). One word per slot decides everything about an id,
-//! so no reader or writer ever combines two words.
+//! empty initial state; laps compare modulo 2^40, see "Limits"). One word per
+//! slot decides everything about an id, and the same word counts the readers
+//! that are taking its payload right now, so no reader or writer ever has to
+//! combine two words to know whom it is dealing with.
 //!
-//! # Publish (never blocks, never takes a lock)
+//! # Publish (never blocks, never takes a lock, O(1) in subscribers)
 //!
-//! 1. The event is built completely and `Arc`-allocated first.
-//! 2. `id = next_id.fetch_add(1) + 1`.
-//! 3. Claim: read `state = (s, flags)`; with my lap `w`:
+//! 1. The event is built completely and `Arc`-allocated first, so the claim
+//!    window below contains no allocation and no large move.
+//! 2. `id = next_id.fetch_add(1) + 1`; the id is written into the still
+//!    unshared allocation.
+//! 3. Claim: read `state = (s, k, flags)`; with my lap `w`:
 //!    * `s >= w`: a later lap already owns the slot. My event is *dropped*
 //!      (counted); readers of my id already see a later lap and lag.
 //!    * `s < w` and WRITING: an older writer is stalled mid-write. I do not
-//!      wait: CAS to `(w, WRITING | ABANDONED)`, count it, wake sleepers. The
-//!      stalled writer still owns WRITING and clears it when done; its event
-//!      is stale (a later lap is recorded) and never delivered.
-//!    * `s < w`, not WRITING: CAS to `(w, WRITING)`.
-//! 4. `old = ptr.swap(new)`, then `state.fetch_and(!WRITING)` (Release).
-//! 5. One `SeqCst` fence, then pay hazards on `old` and wake sleepers.
-//! 6. Release `old`.
+//!      wait: CAS to `(w, 0, WRITING | ABANDONED)`, count it, wake sleepers.
+//!      The stalled writer still owns WRITING and clears it when done; its
+//!      event is stale (a later lap is recorded) and never delivered.
+//!    * `s < w`, not WRITING, no reader reservation (`k == 0`): CAS to
+//!      `(w, 0, WRITING)` (AcqRel). This is the common case.
+//!    * `s < w`, not WRITING, `k > 0` readers are taking the old payload
+//!      (slow path, `claim_reserved`): reserve like a reader, load `old`,
+//!      increment its count once for each *other* reservation, then CAS from
+//!      exactly that state to `(w, 0, WRITING)`; a changed reader count
+//!      adjusts the prepayment and retries. The claim thus takes exactly the
+//!      reservations it prepaid. If another writer claims first, it took (and
+//!      prepaid) ours too: give back every count we hold and retry from 3.
+//! 4. `old = ptr.swap(new)` (AcqRel), then `state.fetch_and(!WRITING)`
+//!    (Release): the event is published.
+//! 5. One `SeqCst` fence, then wake sleepers (the only step that looks at
+//!    the registry; see "Waking sleepers").
+//! 6. Release the slot's own count of `old`.
+//!
+//! No step looks at any subscriber's state except through the slot's own
+//! word, so a publish costs the same with 0 or 10 000 idle subscribers.
 //!
 //! # Read (`try_read(want)`, lock-free)
 //!
@@ -39,35 +56,76 @@
 //! * ABANDONED with `s == r`, or `s > r`: the id is gone: **Lagged**. The
 //!   cursor jumps to `max(want + 1, head + 1 - capacity)`, the oldest id that
 //!   can still be retained; the skipped count is exact by construction.
-//! * `s == r`, published: take the payload (below) and check `event.id ==
-//!   want`. A larger id means a later writer replaced it after our state load:
-//!   loop, and the state now says lagged.
+//! * `s == r`, published: take the payload (below).
 //!
 //! Backlog replay and live delivery are the same loop, so there is no seam.
 //! Each call either returns the event at the cursor and advances by one, or
 //! returns `Lagged(n)` and advances by `n`; hence the delivered ids and
 //! lagged ranges of one subscription tile `[since + 1, ∞)` with no duplicate.
 //!
-//! # Taking the payload (per-subscriber hazard pointer; the writer pays)
+//! # Taking the payload (split reference count: the reservation lives in the slot word)
 //!
 //! ```text
-//! reader: p = ptr.load(Acquire); hz.store(p); fence(SeqCst);
-//!         if ptr.load() != p { give back any paid count; retry }
-//!         increment p's count; if hz.swap(null) == null { writer paid: drop one }
-//! writer: old = ptr.swap(new); fence(SeqCst);
-//!         for each hz == old: add a count, CAS hz old -> null (undo on failure)
-//!         then drop the writer's own count of old
+//! reader: st = state.load(Acquire)              -- (r, k, published)
+//!         p  = ptr.load(Acquire)
+//!         CAS state st -> st + READER          -- reserve; fails if the lap moved
+//!         increment p's strong count
+//!         settle: while state's lap == r { CAS state -1 READER (Release) -> done }
+//!                 lap moved (Acquire): the claim prepaid a count for us; drop it
+//! writer: k == 0: CAS state (r, 0, published) -> (w, 0, WRITING)
+//!         k > 0:  reserve; prepay k counts on p; CAS (r, k + 1) -> (w, 0, WRITING)
+//!         old = ptr.swap(new); publish; drop the slot's count of old
 //! ```
 //!
-//! The two fences form a store-buffering pair: either the reader's re-load
-//! sees the swap (it retries and never touches `p`), or the writer's scan
-//! sees the hazard (it adds a count for the reader *before* releasing its own,
-//! so `p` stays alive until the reader holds a count). A reader never
-//! dereferences `p`; it only adjusts the count while `p` is protected. An
-//! address reused by a new allocation (ABA) is harmless: the protection is
-//! for whatever object is installed at that address, and the id check
-//! rejects a different event. Writer cost is O(live subscribers), never
-//! O(threads in the process).
+//! **Claim 1: `p` is the event of lap `r`.** The state load reads lap `r`
+//! published, so it synchronises with the Release `fetch_and` of lap `r`'s
+//! writer, whose swap installed lap `r`'s event: the pointer load returns that
+//! event or a later one (read-read coherence). It cannot return a later one:
+//! the next swap is made by the writer whose claim CAS moves the lap past
+//! `r`, and our reservation CAS, which succeeded with lap `r`, precedes that
+//! claim in the state word's modification order. If our pointer load read
+//! that later swap (Release; our load is Acquire), the claim would happen
+//! before our reservation (claim →sb swap →sw load →sb reservation), yet
+//! follow it in modification order, which coherence forbids. So the pointer
+//! we reserve and the lap we checked are the same object, and **address
+//! reuse cannot matter**: nothing is re-checked by address. (This ordering
+//! rules out a load-buffering cycle, which loom cannot produce; it is argued
+//! here. The mutations `PtrBeforeState` and `BlindReserve` are the
+//! loom-visible forms of the same mistake: a pointer not tied to the lap
+//! the reservation names.)
+//!
+//! **Claim 2: `p` is alive whenever a reservation on it is outstanding.**
+//! Until a claim ends lap `r`, the slot owns a count of `p`. A claim that
+//! ends it is a CAS whose expected value holds exactly the `k` reservations
+//! present, so the claim takes exactly those, and its writer incremented
+//! `p`'s count once per reservation (other than its own) *before* the CAS.
+//! Its own reservation protected `p` while it did so. After the claim, each
+//! taken reservation is backed by a prepaid count, and the writer drops the
+//! slot's count only after its swap. So every increment a reader makes
+//! under its reservation finds `p` alive.
+//!
+//! **Claim 3: every count is released exactly once, and never early.**
+//! Settling finds the reservation either still in the word (lap `r`) — our
+//! CAS removes it, no writer paid for it, and our own increment is the count
+//! we return — or taken by a claim, which prepaid one count for it: we drop
+//! that count. The prepayment happens before the claim CAS (Release), and
+//! our settle reads the claim or a later value in its release sequence
+//! (Acquire), so the prepayment precedes our drop: the count cannot reach
+//! zero early. When we settle first, our increment must precede the
+//! claimer's release of the slot's count: the settle CAS is Release, the
+//! claim CAS that reads its result (or a later RMW in its release sequence)
+//! is Acquire, so increment →hb release of the slot's count. A writer whose
+//! prepaid claim loses to another claim drops its prepaid counts and the
+//! count prepaid for its own reservation, by the same argument.
+//!
+//! (An earlier draft paid the reservations *after* the claim. loom found the
+//! flaw at once: a reader that settles between the claim and the payment
+//! drops a count that does not exist yet, and the event is freed under the
+//! writer. Prepaying under the writer's own reservation closes it.)
+//!
+//! The reservation CAS validates the exact state we decided on; when it
+//! fails only because another reader changed the count, it retries without
+//! reloading the pointer (the lap, hence the pointer, is unchanged).
 //!
 //! # Waking sleepers (the epoch handshake; no lost wake-up)
 //!
@@ -78,29 +136,58 @@
 //!             if sleeping != 0 { take the bits, wake each }
 //! ```
 //!
-//! Again a store-buffering pair: either the subscriber's second read sees the
-//! new state, or the producer's load sees the sleeping bit. A producer with no
-//! sleepers pays one fence and one load, and shares that fence with the
-//! hazard scan. Wakers are called outside any critical section.
+//! A store-buffering pair: either the subscriber's second read sees the new
+//! state, or the producer's load sees the sleeping bit (or a later value of
+//! the word, written by a producer that took the bit and wakes it). A
+//! producer with no sleepers pays one fence and one load per 64 registry
+//! entries ever allocated (chunks are never freed before the ring).
 //!
-//! # Known limit
+//! Wakers run inline on the publishing thread, outside any critical
+//! section: a thread waker is a futex wake (a syscall, only when that
+//! subscriber is asleep), a tokio waker pushes the task to a run queue (from
+//! a non-worker thread, tokio's injection queue takes a mutex). A publish
+//! that wakes nobody does no I/O and no syscall.
 //!
-//! A producer preempted between claim and publish holds back subscribers whose
-//! cursor reaches its id (never other producers). When the next lap's writer
-//! arrives, that id is abandoned and reported as lag.
+//! # What "lock-free" covers
 //!
-//! The loom models in `loom-tests/` check every statement above on small
-//! rings, each with a deliberately weakened variant that must fail.
+//! `publish` and `try_read` never wait for another thread: every loop
+//! retries only because another thread made progress (a claim, a
+//! reservation, a settle); a writer's claim retries at most twice per
+//! reader per lap of its slot. Waking is the exception above: it calls the
+//! wakers that subscribers registered. The first overwrite logs one warning
+//! through `log` (once per bus).
+//!
+//! # Limits
+//!
+//! * A producer preempted between claim and publish holds back subscribers
+//!   whose cursor reaches its id (never other producers). When the next
+//!   lap's writer arrives, that id is abandoned and reported as lag; until
+//!   the stalled writer finishes, it costs one id per lap, every one of them
+//!   counted in `abandoned`.
+//! * Laps are 40 bits and compare modulo 2^40: a producer or reader must
+//!   not sleep across 2^39 laps of its slot between loading and using a lap
+//!   (at least 2^39 × capacity events).
+//! * The reader count is 22 bits: at most 2^22 − 1 threads may be inside
+//!   `try_read` on one slot at once. Linux's `PID_MAX_LIMIT` is 2^22, so no
+//!   Linux process can have that many threads.
+//!
+//! The loom models in `loom-tests/` check the protocol on small rings with
+//! three or more subscriptions and an allocator that reuses addresses at
+//! once; each has a deliberately weakened variant that must fail with its
+//! own message.
 //!
 //! # Departures from the first design sketch, and why
 //!
+//! * **Split reference count instead of hazard pointers.** The first
+//!   version protected the payload with a per-subscriber hazard pointer that
+//!   every displacing writer scanned: O(subscribers) per publish (504 ns with
+//!   256 stalled subscribers, against 154 ns with 16), a `SeqCst` fence per
+//!   read, and an address re-check that was unsound under reuse. Counting the
+//!   readers in the slot word makes publish O(1), replay fence-free, and the
+//!   lap check and the reservation one atomic step.
 //! * **Growable registry.** Subscriber entries live in 64-entry chunks
 //!   appended lock-free and freed with the ring, instead of one fixed table:
-//!   there is no subscriber limit to configure or hit, and a producer still
-//!   checks 64 entries with one load of `in_use` / `sleeping`.
-//! * **One fence per publish.** The writer's `SeqCst` fence after clearing
-//!   WRITING serves both handshakes (hazards and sleepers), so a publish with
-//!   no readers mid-read and no sleepers costs one fence and two loads.
+//!   there is no subscriber limit to configure or hit.
 //! * **Abandonment moves the lap.** The abandoning writer records its own
 //!   lap with ABANDONED while the stalled writer keeps WRITING; the stalled
 //!   writer's later `fetch_and` only clears its bit. Readers decide from the
@@ -108,9 +195,10 @@
 //! * **Mutations chosen at run time.** The weakened orderings are selected
 //!   by `sync::mutation::set` inside one loom build instead of one build per
 //!   cfg, so CI builds the loom tests once.
-//! * **A checked `Arc` twin under loom** (`loom_support`) instead of a
-//!   freed flag inside `Event`: the public type stays free of test fields,
-//!   and every count change, not only reads, is checked against release.
+//! * **A checked `Arc` twin under loom** (`loom_support`) that recycles
+//!   freed allocations at once (so address reuse happens under loom) and
+//!   keeps the payload in a loom `UnsafeCell` (so a payload read without a
+//!   happens-before edge to its writes is reported).
 //! * **`since` beyond the head is clamped to the head** (documented on
 //!   `Bus::subscribe`): a client's id from before a restart would otherwise
 //!   wait for ids the new process may never reach.
@@ -123,21 +211,39 @@ use std::ptr;
 use crossbeam_utils::CachePadded;
 
 use crate::event::Event;
-use crate::registry::{Handle, Registry};
+use crate::registry::Registry;
 use crate::sync::{
-    fence, mutated, protocol_assert, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+    fence, mutated, protocol_assert, set_unshared_id, Arc, AtomicBool, AtomicPtr, AtomicU64,
+    AtomicUsize, Ordering,
 };
 
 const WRITING: u64 = 0b01;
 const ABANDONED: u64 = 0b10;
-const LAP_SHIFT: u32 = 2;
+const FLAGS: u64 = WRITING | ABANDONED;
+/// One reader reservation.
+const READER: u64 = 1 << 2;
+const READER_BITS: u32 = 22;
+const READERS: u64 = ((1 << READER_BITS) - 1) * READER;
+const LAP_SHIFT: u32 = 2 + READER_BITS;
+const LAP_BITS: u32 = 64 - LAP_SHIFT;
+const LAP_MASK: u64 = (1 << LAP_BITS) - 1;
 
 fn lap_of(state: u64) -> u64 {
     state >> LAP_SHIFT
 }
 
+fn readers_of(state: u64) -> u64 {
+    (state & READERS) / READER
+}
+
 fn encode(lap: u64, flags: u64) -> u64 {
-    (lap << LAP_SHIFT) | flags
+    ((lap & LAP_MASK) << LAP_SHIFT) | flags
+}
+
+/// `a` is strictly before `b`, comparing laps modulo 2^40.
+fn lap_before(a: u64, b: u64) -> bool {
+    let d = b.wrapping_sub(a) & LAP_MASK;
+    d != 0 && d < 1 << (LAP_BITS - 1)
 }
 
 /// The largest capacity a ring accepts.
@@ -160,17 +266,26 @@ pub(crate) enum Read {
     Empty,
 }
 
+/// Fields that every publish reads and nothing writes after construction.
+#[derive(Debug)]
+struct Shape {
+    slots: Box<[CachePadded<Slot>]>,
+    shift: u32,
+    mask: u64,
+}
+
 /// The shared ring. Held in an `Arc` by every `Bus` and `Subscription`.
 #[derive(Debug)]
 pub(crate) struct Ring {
     next_id: CachePadded<AtomicU64>,
-    slots: Box<[CachePadded<Slot>]>,
-    shift: u32,
-    mask: u64,
+    shape: CachePadded<Shape>,
     pub(crate) registry: Registry,
-    /// Live `Bus` handles; zero means closed.
-    senders: AtomicUsize,
-    dropped: CachePadded<AtomicU64>,
+    /// Live `Bus` handles; zero means closed. Written by every `Bus` clone
+    /// and drop (per request in the adapters), so it has its own line.
+    senders: CachePadded<AtomicUsize>,
+    /// Statistics, written only on the rare paths (drop, abandon, first
+    /// overwrite); read on every publish once `overwrote` is set.
+    dropped: AtomicU64,
     abandoned: AtomicU64,
     /// Set once the first event has been overwritten (warned about once).
     overwrote: AtomicBool,
@@ -182,34 +297,36 @@ impl Ring {
         debug_assert!(capacity.is_power_of_two() && capacity <= MAX_CAPACITY);
         Ring {
             next_id: CachePadded::new(AtomicU64::new(0)),
-            slots: (0..capacity)
-                .map(|_| {
-                    CachePadded::new(Slot {
-                        state: AtomicU64::new(0),
-                        ptr: AtomicPtr::new(ptr::null_mut()),
+            shape: CachePadded::new(Shape {
+                slots: (0..capacity)
+                    .map(|_| {
+                        CachePadded::new(Slot {
+                            state: AtomicU64::new(0),
+                            ptr: AtomicPtr::new(ptr::null_mut()),
+                        })
                     })
-                })
-                .collect(),
-            shift: capacity.trailing_zeros(),
-            mask: capacity as u64 - 1,
+                    .collect(),
+                shift: capacity.trailing_zeros(),
+                mask: capacity as u64 - 1,
+            }),
             registry: Registry::new(),
-            senders: AtomicUsize::new(1),
-            dropped: CachePadded::new(AtomicU64::new(0)),
+            senders: CachePadded::new(AtomicUsize::new(1)),
+            dropped: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
             overwrote: AtomicBool::new(false),
         }
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        self.slots.len()
+        self.shape.slots.len()
     }
 
     fn slot(&self, id: u64) -> &Slot {
-        &self.slots[(id & self.mask) as usize]
+        &self.shape.slots[(id & self.shape.mask) as usize]
     }
 
     fn lap(&self, id: u64) -> u64 {
-        (id >> self.shift) + 1
+        ((id >> self.shape.shift) + 1) & LAP_MASK
     }
 
     /// The last claimed id (0 before the first publish).
@@ -230,19 +347,22 @@ impl Ring {
     }
 
     /// Publishes `event` (whose id field is overwritten) and returns its id.
-    pub(crate) fn publish(&self, mut event: Event) -> u64 {
-        // Relaxed: the id only has to be unique; visibility travels through
-        // the slot state (the claim below is a Release).
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        event.id = id;
+    pub(crate) fn publish(&self, event: Event) -> u64 {
+        // Step 1: allocate before claiming anything.
         let new = Arc::into_raw(Arc::new(event)) as *mut Event;
+        // Relaxed: the id only has to be unique; visibility travels through
+        // the slot state (the publishing fetch_and below is a Release).
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        // SAFETY: `new` came from `into_raw` just above and no other thread
+        // has seen it yet.
+        unsafe { set_unshared_id(new, id) };
         let slot = self.slot(id);
         let lap = self.lap(id);
 
         // Relaxed: a first guess for the CAS loop, which validates it.
         let mut cur = slot.state.load(Ordering::Relaxed);
         loop {
-            if lap_of(cur) >= lap {
+            if !lap_before(lap_of(cur), lap) {
                 // A later lap owns the slot: this event is dropped.
                 // Relaxed: a statistic.
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -252,13 +372,15 @@ impl Ring {
             }
             if cur & WRITING != 0 {
                 // An older writer is stalled mid-write: abandon my lap, never wait.
-                // Release: a reader that sees the abandoned lap also sees
-                // `next_id >= id`, so its lag jump covers my id at once.
+                // (No reader reserves a WRITING slot, so there is nothing to take.)
+                protocol_assert!(readers_of(cur) == 0, "reservation on a slot being written");
                 let mark = if mutated!(NoAbandonMark) {
                     WRITING
                 } else {
                     WRITING | ABANDONED
                 };
+                // Release: a reader that sees the abandoned lap also sees
+                // `next_id >= id`, so its lag jump covers my id at once.
                 match slot.state.compare_exchange_weak(
                     cur,
                     encode(lap, mark),
@@ -284,16 +406,28 @@ impl Ring {
                     }
                 }
             }
-            // Acquire: pairs with the previous lap's Release (the fetch_and
-            // below), so my swap is ordered after its swap and I take its
-            // pointer (without it, the two swaps form a load-buffering cycle
-            // C11 allows; loom cannot exhibit that, so no mutation tests it).
-            // Release: readers that see my lap also see `next_id >= id`.
-            let success = Ordering::AcqRel;
+            if readers_of(cur) != 0 && cur & ABANDONED == 0 {
+                // Readers are taking the payload: prepay them (slow path).
+                match self.claim_reserved(slot, cur, lap) {
+                    Ok(()) => break,
+                    Err(actual) => {
+                        cur = actual;
+                        continue;
+                    }
+                }
+            }
+            // Fast path: no reservation to take.
+            // Acquire: pairs with the previous lap's Release (its publishing
+            // fetch_and, and every reader's settling CAS in its release
+            // sequence): my swap follows its swap, and each settled reader's
+            // count increment precedes my release of the old event (Claim 3).
+            // Release: the claim must carry no reservation, which the
+            // expected value (zero readers) ensures; AcqRel is the weakest
+            // success ordering with Acquire for a CAS.
             match slot.state.compare_exchange_weak(
                 cur,
                 encode(lap, WRITING),
-                success,
+                Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => break,
@@ -313,17 +447,13 @@ impl Ring {
         slot.state.fetch_and(!WRITING, publish);
 
         if !mutated!(NoWakeFence) {
-            // SeqCst: the writer half of both store-buffering handshakes
-            // (hazard scan and sleeper scan); see the module docs.
+            // SeqCst: the writer half of the sleeper handshake (module docs).
             fence(Ordering::SeqCst);
-        }
-        if !old.is_null() {
-            self.pay_hazards(old);
         }
         self.registry.wake_sleepers();
         if !old.is_null() {
             // SAFETY: the slot owned one count of `old`, transferred to us by
-            // the swap; hazards on it have been paid for.
+            // the swap; the reservations the claim took were prepaid.
             drop(unsafe { Arc::from_raw(old) });
             // Relaxed: only decides who logs; one load per publish once set.
             if !self.overwrote.load(Ordering::Relaxed)
@@ -340,99 +470,185 @@ impl Ring {
         id
     }
 
-    /// Gives a count of `old` to every reader whose hazard names it.
-    fn pay_hazards(&self, old: *mut Event) {
-        if mutated!(NoHazardScan) {
-            return;
+    /// Claims a published slot that readers hold reservations on (`cur` has
+    /// lap `r`, no flags, `k > 0` readers). The writer first reserves like a
+    /// reader, which protects the old event, then prepays one count for each
+    /// other reservation and claims with a CAS that expects exactly the
+    /// reservations it paid for. On success every reservation the claim takes
+    /// is paid for *before* the claim is visible (Claim 2). When another
+    /// writer's claim takes the reservations instead (ours included, prepaid
+    /// by that writer), this gives back everything and returns the new state.
+    fn claim_reserved(&self, slot: &Slot, mut cur: u64, lap: u64) -> Result<(), u64> {
+        let r = lap_of(cur);
+        let same_lap = |s: u64| lap_of(s) == r && s & FLAGS == 0;
+        loop {
+            // Acquire: our `cur` came from a Relaxed load, so this CAS is what
+            // synchronises with lap `r`'s publishing fetch_and (through the
+            // readers' RMWs in its release sequence): the pointer load below
+            // then sees lap `r`'s swap. (loom found the Relaxed version: the
+            // load returned the slot's initial null.)
+            match slot.state.compare_exchange_weak(
+                cur,
+                cur + READER,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) if same_lap(actual) && readers_of(actual) != 0 => cur = actual,
+                Err(actual) => return Err(actual),
+            }
         }
-        for chunk in self.registry.chunks() {
-            // Relaxed: ordered after the SeqCst fence in `publish`.
-            let mut used = chunk.in_use.load(Ordering::Relaxed);
-            while used != 0 {
-                let i = used.trailing_zeros() as usize;
-                used &= used - 1;
-                let hz = &chunk.entries[i].hazard;
-                // Relaxed: ordered after the SeqCst fence in `publish`.
-                if hz.load(Ordering::Relaxed) != old {
-                    continue;
-                }
-                // SAFETY: we still own the slot's count of `old`, so it is alive.
+        cur += READER;
+        // Acquire: as the reader's pointer load (Claim 1): lap `r`'s event.
+        let old = slot.ptr.load(Ordering::Acquire);
+        let mut paid = 0;
+        loop {
+            let others = if mutated!(NoPayReservations) {
+                0
+            } else {
+                readers_of(cur) - 1
+            };
+            while paid < others {
+                // SAFETY: our reservation keeps `old` alive (Claim 2).
                 unsafe { Arc::increment_strong_count(old) };
-                // Release: the reader that swaps null out of its hazard
-                // (Acquire) sees the count we just added.
-                if hz
-                    .compare_exchange(old, ptr::null_mut(), Ordering::Release, Ordering::Relaxed)
-                    .is_err()
-                {
-                    // The reader cleared it first and holds its own count.
-                    // SAFETY: we added this count just above.
-                    unsafe { Arc::decrement_strong_count(old) };
+                paid += 1;
+            }
+            while paid > others {
+                // SAFETY: a count we added above; our reservation still
+                // keeps `old` alive.
+                unsafe { Arc::decrement_strong_count(old) };
+                paid -= 1;
+            }
+            // Release: the prepaid counts happen before a reader that sees
+            // the claim (Acquire) drops one. Acquire: as the fast path's claim.
+            // Failure Acquire: a competing claim prepaid our reservation.
+            match slot.state.compare_exchange_weak(
+                cur,
+                encode(lap, WRITING),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                // The claim took our own reservation too; it needs no payment.
+                Ok(_) => return Ok(()),
+                Err(actual) if same_lap(actual) => cur = actual,
+                Err(actual) => {
+                    // Another claim took every reservation and prepaid ours:
+                    // drop what we paid and the count it paid for us.
+                    for _ in 0..=paid {
+                        // SAFETY: counts we own (ours, and the one prepaid for
+                        // our reservation before that claim, seen via Acquire).
+                        unsafe { Arc::decrement_strong_count(old) };
+                    }
+                    return Err(actual);
                 }
             }
         }
     }
 
-    /// One read attempt at `want` on behalf of the subscriber owning `h`.
-    pub(crate) fn try_read(&self, want: u64, h: Handle) -> Read {
+    /// One read attempt at `want`.
+    pub(crate) fn try_read(&self, want: u64) -> Read {
         let slot = self.slot(want);
         let lap = self.lap(want);
-        let hazard = &self.registry.entry(h).hazard;
-        loop {
+        'retry: loop {
+            // The broken order of the `PtrBeforeState` mutation: a pointer
+            // loaded first may belong to an older lap.
+            // Acquire: as below.
+            let early = mutated!(PtrBeforeState).then(|| slot.ptr.load(Ordering::Acquire));
             // Acquire: pairs with the writer's Release fetch_and, so the
             // pointer swap of the lap we see is visible below.
-            let state = slot.state.load(Ordering::Acquire);
+            let mut state = slot.state.load(Ordering::Acquire);
             let s = lap_of(state);
-            if s > lap || (s == lap && state & ABANDONED != 0) {
-                let oldest = (self.head() + 1).saturating_sub(self.capacity() as u64);
-                return Read::Lagged {
-                    next: oldest.max(want + 1),
-                };
+            if lap_before(lap, s) || (s == lap && state & ABANDONED != 0) {
+                return self.lagged(want);
             }
-            if s < lap || state & WRITING != 0 {
+            if s != lap || state & WRITING != 0 {
                 return Read::Empty;
             }
-
-            // Acquire: the event's contents, released by the writer's swap.
-            let p = slot.ptr.load(Ordering::Acquire);
+            // Acquire: the event's contents, released by the writer's swap;
+            // and Claim 1 (this load cannot read a later lap's swap).
+            let p = early.unwrap_or_else(|| slot.ptr.load(Ordering::Acquire));
             protocol_assert!(!p.is_null(), "published slot with a null pointer");
-            // Relaxed: ordered before the re-check by the SeqCst fence.
-            hazard.store(p, Ordering::Relaxed);
-            if !mutated!(NoReaderFence) {
-                // SeqCst: the reader half of the hazard handshake.
-                fence(Ordering::SeqCst);
-            }
-            // Relaxed: only compared with `p`; the fence orders it.
-            if slot.ptr.load(Ordering::Relaxed) != p {
-                // Acquire: if a writer paid us a count, we see it before
-                // giving it back.
-                if hazard.swap(ptr::null_mut(), Ordering::Acquire).is_null() {
-                    // SAFETY: a writer saw our hazard and added a count for us.
-                    unsafe { Arc::decrement_strong_count(p) };
+
+            // Reserve: one RMW that checks the lap we decided on and counts us.
+            loop {
+                protocol_assert!(
+                    readers_of(state) < readers_of(READERS),
+                    "reader count overflow"
+                );
+                if mutated!(BlindReserve) {
+                    // The broken form: counts us on whatever lap is there now.
+                    // Relaxed: as below.
+                    slot.state.fetch_add(READER, Ordering::Relaxed);
+                    break;
                 }
-                continue;
+                // Relaxed: the reservation only has to be in the word before
+                // any claim that ends the lap (RMW atomicity); the payload's
+                // visibility came from the Acquire state load.
+                match slot.state.compare_exchange_weak(
+                    state,
+                    state + READER,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break,
+                    // Another reader reserved or settled: same lap, same pointer.
+                    Err(actual) if lap_of(actual) == lap && actual & FLAGS == 0 => state = actual,
+                    Err(_) => continue 'retry,
+                }
             }
-            // SAFETY: `p` is protected: a writer that displaces it pays for
-            // our hazard before releasing its own count (module docs).
+
+            // SAFETY: `p` is lap `lap`'s event (Claim 1) and alive: the slot
+            // or the writer that takes our reservation holds a count (Claim 2).
             unsafe { Arc::increment_strong_count(p) };
-            // Acquire: see the count a paying writer added before its Release CAS.
-            if hazard.swap(ptr::null_mut(), Ordering::Acquire).is_null() {
-                // A writer paid a second count for us; give one back.
-                // SAFETY: we hold two counts of `p` now.
-                unsafe { Arc::decrement_strong_count(p) };
-            }
-            // SAFETY: we own exactly one count of `p`.
+            self.settle(slot, lap, p, state + READER);
+            // SAFETY: we own exactly one count of `p` (Claim 3).
             let event = unsafe { Arc::from_raw(p) };
-            if event.id == want {
-                return Read::Event(event);
-            }
-            // A later writer replaced the slot after our state load; the
-            // state now shows a later lap. An older event would mean the
-            // state/pointer ordering is broken.
             protocol_assert!(
-                event.id > want,
-                "ring protocol violated: slot for id {want} held older id {}",
+                event.id == want,
+                "ring protocol violated: slot for id {want} held id {}",
                 event.id
             );
+            return Read::Event(event);
+        }
+    }
+
+    /// Gives back a reservation on `p` taken on `lap` (Claim 3).
+    ///
+    /// `guess` is the state our reservation wrote, the usual current value;
+    /// every later value is read by a CAS failure (Acquire).
+    fn settle(&self, slot: &Slot, lap: u64, p: *mut Event, guess: u64) {
+        let mut cur = guess;
+        while lap_of(cur) == lap {
+            protocol_assert!(
+                readers_of(cur) > 0 && cur & FLAGS == 0,
+                "reservation missing from its lap"
+            );
+            // Release: our count increment happens before the claim (Acquire)
+            // that finds our reservation gone and so does not pay for it
+            // (loom cannot reorder RMWs on one count, so this is argued, not
+            // tested).
+            // Failure Acquire: if it shows a later lap, the claim that took
+            // our reservation prepaid its count before its Release CAS.
+            match slot.state.compare_exchange_weak(
+                cur,
+                cur - READER,
+                Ordering::Release,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => cur = actual,
+            }
+        }
+        // A claim took our reservation and prepaid one count for it before
+        // its Release CAS, which our Acquire load read: that count is ours.
+        // SAFETY: we own it (and our own increment), so `p` stays alive.
+        unsafe { Arc::decrement_strong_count(p) };
+    }
+
+    fn lagged(&self, want: u64) -> Read {
+        let oldest = (self.head() + 1).saturating_sub(self.capacity() as u64);
+        Read::Lagged {
+            next: oldest.max(want + 1),
         }
     }
 
@@ -461,14 +677,39 @@ impl Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        for slot in self.slots.iter() {
+        for slot in self.shape.slots.iter() {
             // Relaxed: `&mut self`, no other thread can observe the ring.
             let p = slot.ptr.swap(ptr::null_mut(), Ordering::Relaxed);
             if !p.is_null() {
-                // SAFETY: the slot owns one count of `p`; hazards are all
-                // clear because every subscription is gone.
+                // SAFETY: the slot owns one count of `p`; no reservation is
+                // outstanding because every subscription is gone.
                 drop(unsafe { Arc::from_raw(p) });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn laps_compare_modulo_their_width() {
+        assert!(lap_before(0, 1));
+        assert!(!lap_before(1, 1));
+        assert!(!lap_before(2, 1));
+        // Across the wrap: LAP_MASK is just before 0.
+        assert!(lap_before(LAP_MASK, 0));
+        assert!(!lap_before(0, LAP_MASK));
+        assert_eq!(lap_of(encode(LAP_MASK + 3, WRITING)), 2);
+    }
+
+    #[test]
+    fn the_reader_count_does_not_touch_the_lap_or_flags() {
+        let s = encode(7, 0) + 5 * READER;
+        assert_eq!((lap_of(s), readers_of(s), s & FLAGS), (7, 5, 0));
+        let full = encode(7, ABANDONED) | READERS;
+        assert_eq!(lap_of(full), 7);
+        assert_eq!(full & FLAGS, ABANDONED);
     }
 }

@@ -97,9 +97,10 @@ pub struct Subscription {
     cursor: u64,
     /// Total events this subscription was told it skipped.
     lagged: u64,
-    /// Wakes this thread in `recv_timeout`; made on first use.
-    #[cfg_attr(nexus_loom, allow(dead_code))]
-    thread_waker: Option<Waker>,
+    /// Wakes the thread blocked in `recv_timeout`; made on first use and
+    /// remade when the subscription has moved to another thread.
+    #[cfg(not(nexus_loom))]
+    thread_waker: Option<(std::thread::ThreadId, Waker)>,
 }
 
 impl Subscription {
@@ -115,6 +116,7 @@ impl Subscription {
             handle,
             cursor,
             lagged: 0,
+            #[cfg(not(nexus_loom))]
             thread_waker: None,
         }
     }
@@ -145,7 +147,7 @@ impl Subscription {
     }
 
     fn read(&mut self) -> Result<Arc<Event>, TryRecvError> {
-        match self.ring.try_read(self.cursor, self.handle) {
+        match self.ring.try_read(self.cursor) {
             Read::Event(event) => {
                 self.cursor += 1;
                 Ok(event)
@@ -216,12 +218,16 @@ impl Subscription {
     #[cfg(not(nexus_loom))]
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Arc<Event>, RecvTimeoutError> {
         let deadline = Instant::now().checked_add(timeout);
-        let waker = self
-            .thread_waker
-            .get_or_insert_with(|| {
-                Waker::from(std::sync::Arc::new(ThreadWaker(std::thread::current())))
-            })
-            .clone();
+        let me = std::thread::current();
+        let waker = match &self.thread_waker {
+            Some((id, waker)) if *id == me.id() => waker.clone(),
+            _ => {
+                // A waker made on another thread would unpark that thread.
+                let waker = Waker::from(std::sync::Arc::new(ThreadWaker(me.clone())));
+                self.thread_waker = Some((me.id(), waker.clone()));
+                waker
+            }
+        };
         loop {
             match self.poll_with(&waker) {
                 Poll::Ready(Ok(event)) => return Ok(event),
@@ -270,7 +276,7 @@ impl futures_core::Stream for Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        // The hazard is always null between reads, so the entry can go back.
+        // No reservation outlives a read, so the entry can go back.
         self.ring.registry.release(self.handle);
     }
 }

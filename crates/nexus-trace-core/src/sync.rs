@@ -71,11 +71,6 @@ pub mod mutation {
         /// The writer clears WRITING with `Relaxed` instead of `Release`:
         /// readers can see "published" before the new pointer.
         PublishRelaxed = 1,
-        /// The reader skips the `SeqCst` fence between announcing its hazard
-        /// and re-checking the pointer.
-        NoReaderFence = 3,
-        /// The writer skips the hazard scan: freed events can still be read.
-        NoHazardScan = 4,
         /// The sleeping subscriber skips the `SeqCst` fence between setting
         /// its sleeping bit and re-reading the ring.
         NoSleepFence = 5,
@@ -83,8 +78,18 @@ pub mod mutation {
         /// readers then take the stalled writer's event for the abandoned id.
         NoAbandonMark = 2,
         /// The writer skips the `SeqCst` fence it issues after publishing,
-        /// before scanning hazards and sleepers.
+        /// before scanning sleepers.
         NoWakeFence = 6,
+        /// The reader loads the slot's pointer before its state, so the
+        /// pointer may belong to an older lap than the one it reserves.
+        PtrBeforeState = 7,
+        /// The reader reserves with a blind `fetch_add` instead of a CAS
+        /// from the state it decided on, so it may count itself on a later
+        /// lap while holding the old lap's pointer.
+        BlindReserve = 8,
+        /// The claiming writer ignores the reservations it took: readers
+        /// that settle after the claim release a count nobody paid.
+        NoPayReservations = 9,
     }
 
     static CURRENT: AtomicU8 = AtomicU8::new(0);
@@ -126,3 +131,26 @@ macro_rules! protocol_assert {
     ($($t:tt)*) => { debug_assert!($($t)*) };
 }
 pub(crate) use protocol_assert;
+
+/// Writes the id of an event allocated by the caller and not yet shared.
+///
+/// # Safety
+/// `event` comes from [`Arc::into_raw`] on an `Arc` with one strong count,
+/// and no other thread has seen the pointer.
+#[cfg(not(nexus_loom))]
+pub(crate) unsafe fn set_unshared_id(event: *const crate::event::Event, id: u64) {
+    // SAFETY: the allocation is unique (caller), and `into_raw` keeps the
+    // pointer's write permission (it comes from the allocation, not from a
+    // shared reference).
+    unsafe { (*(event as *mut crate::event::Event)).id = id };
+}
+
+/// Writes the id of an event allocated by the caller and not yet shared.
+///
+/// # Safety
+/// As in normal builds.
+#[cfg(nexus_loom)]
+pub(crate) unsafe fn set_unshared_id(event: *const crate::event::Event, id: u64) {
+    // SAFETY: forwarded from the caller.
+    unsafe { crate::loom_support::Arc::with_unshared(event, |e| e.id = id) };
+}

@@ -337,6 +337,39 @@ fn recv_timeout_times_out_receives_and_reports_lag() {
     t.join().unwrap();
 }
 
+/// A subscription that blocked on one thread and then moved to another must
+/// wake the thread it blocks on now (the waker is per thread, not per
+/// subscription). Before the fix the second thread slept until its deadline.
+#[test]
+fn recv_timeout_wakes_the_thread_it_moved_to() {
+    let bus = Bus::new(4);
+    let mut sub = bus.subscribe(0);
+    // Block once on this thread, so a thread waker exists for it.
+    assert_eq!(
+        sub.recv_timeout(Duration::from_millis(1)).unwrap_err(),
+        RecvTimeoutError::Timeout
+    );
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        ready_tx.send(()).unwrap();
+        let started = std::time::Instant::now();
+        let got = sub.recv_timeout(Duration::from_secs(60));
+        (got.map(|e| e.id), started.elapsed())
+    });
+    ready_rx.recv().unwrap();
+    // Let the other thread reach its park; publishing earlier only makes the
+    // test pass without exercising the wake-up.
+    std::thread::sleep(Duration::from_millis(100));
+    bus.publish(ev(0));
+    let (got, waited) = t.join().unwrap();
+    assert_eq!(got, Ok(1));
+    // A missed wake-up would sleep the full 60 s deadline.
+    assert!(
+        waited < Duration::from_secs(30),
+        "woke only after {waited:?}"
+    );
+}
+
 #[test]
 fn stream_yields_events_and_lag_then_ends() {
     let bus = Bus::new(2);
