@@ -114,8 +114,11 @@ async fn main() {
         .route("/panic", get(|| async { demo::panic_on_purpose() }))
         .with_state(shop)
         .layer(NexusTraceLayer::new(bus.clone()).service("shop"))
-        .layer(CatchPanicLayer::new())
-        .merge(NexusRoutes::new(bus, access).into_router());
+        .layer(CatchPanicLayer::new());
+    let nexus = NexusRoutes::new(bus, access);
+    // Ends live event streams (Close 1001 / a final SSE frame) on Ctrl-C.
+    let stop = nexus.shutdown_handle();
+    let app = app.merge(nexus.into_router());
 
     let listener = bind(args.addr).await;
     let addr = listener.local_addr().expect("bound socket");
@@ -133,9 +136,9 @@ async fn main() {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async {
+    .with_graceful_shutdown(stop.after(async {
         let _ = tokio::signal::ctrl_c().await;
-    })
+    }))
     .await;
     if let Some(otlp) = otlp {
         demo::stop_otlp(otlp).await;

@@ -100,7 +100,10 @@ async fn main() {
         .unwrap_or_else(|e| exit(format!("cannot create the SQLite database: {e}")));
     let shop = web::Data::new(shop);
     // One gate and one stream cap for all workers: build the config once.
-    let nexus = NexusRoutes::new(bus.clone(), access).config();
+    let routes = NexusRoutes::new(bus.clone(), access);
+    // Ends live event streams (Close 1001 / a final SSE frame) on Ctrl-C.
+    let stop = routes.shutdown_handle();
+    let nexus = routes.config();
     let server = HttpServer::new(move || {
         App::new().configure(nexus.clone()).service(
             web::scope("")
@@ -114,6 +117,11 @@ async fn main() {
     })
     // Notice clients that go away at once (see the nexus-trace-actix docs).
     .h1_allow_half_closed(false)
+    // Answer a WebSocket Close without waiting on Nagle's algorithm.
+    .tcp_nodelay(true)
+    .shutdown_signal(stop.after(async {
+        let _ = actix_web::rt::signal::ctrl_c().await;
+    }))
     .bind(args.addr)
     .unwrap_or_else(|e| {
         exit(format!(
