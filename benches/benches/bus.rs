@@ -415,6 +415,16 @@ fn replay_backlog(c: &mut Criterion) {
             assert_eq!(n, CAPACITY);
         })
     });
+    g.bench_function("nexus-batch", |b| {
+        b.iter(|| {
+            // A fresh Vec each time, as the Go port collects its backlog.
+            let mut out = Vec::new();
+            let mut sub = bus.subscribe(0);
+            let n = sub.try_recv_many(&mut out, CAPACITY).unwrap();
+            assert_eq!(n, CAPACITY);
+            black_box(out);
+        })
+    });
     g.bench_function("go-port", |b| {
         b.iter(|| {
             let (backlog, rx, key) = go.subscribe(0, 64);

@@ -117,6 +117,10 @@ fn expected(m: Mutation) -> &'static [&'static str] {
             "leaked events",
         ],
         Mutation::NoPayReservations => &["use after free", "double free"],
+        Mutation::NoBatchGuard | Mutation::ReclaimIgnoresReaders => {
+            &["use after free", "Causality violation"]
+        }
+        Mutation::BatchNoIdCheck => &["gap or duplicate", "do not tile"],
     }
 }
 
@@ -419,6 +423,32 @@ fn subscribe_latest_racing_publish() {
     assert_tiles(since, 2, &items);
 }
 
+/// A batch read replays a backlog while a producer displaces the events it
+/// is reading (capacity 2): the batch guard keeps them alive, the id check
+/// turns a replaced slot into lag, and what the batch and the following
+/// reads deliver still tiles.
+fn batch_read_racing_displacement() {
+    let bus = Bus::new(2);
+    publish(&bus);
+    publish(&bus);
+    let mut sub = bus.subscribe(0);
+    let producer = bus.clone();
+    let p = spawn(move || {
+        publish(&producer);
+        publish(&producer);
+    });
+    let mut got = Vec::new();
+    let mut items = match sub.try_recv_many(&mut got, 4) {
+        Ok(_) => got.iter().map(|e| Item::Event(e.id)).collect(),
+        Err(TryRecvError::Lagged(n)) => vec![Item::Lagged(n)],
+        Err(e) => panic!("unexpected {e:?}"),
+    };
+    drop(got);
+    p.join().unwrap();
+    items.extend(drain_through(&mut sub, 4));
+    assert_tiles(0, 4, &items);
+}
+
 // ---- each model passes, and fails under the weakening it exists to catch ----
 
 macro_rules! models {
@@ -452,4 +482,5 @@ models! {
     release_racing_wake => [NoWakeFence];
     close_racing_a_writer => [NoSleepFence];
     subscribe_latest_racing_publish => [NoSleepFence];
+    batch_read_racing_displacement => [NoBatchGuard, BatchNoIdCheck, ReclaimIgnoresReaders];
 }

@@ -127,6 +127,42 @@
 //! fails only because another reader changed the count, it retries without
 //! reloading the pointer (the lap, hence the pointer, is unchanged).
 //!
+//! # Batch reads (one protection for a whole replay)
+//!
+//! A reservation costs two compare-and-swaps per event; a subscriber that
+//! replays a backlog can instead protect a whole batch at once
+//! (`Subscription::try_recv_many`):
+//!
+//! ```text
+//! reader: batch_readers += 1; fence(SeqCst)
+//!         for each id: state (Acquire) decides as above; p = ptr (Acquire);
+//!                      p.id == want ? increment p, deliver : state changed, decide again
+//!         batch_readers -= 1 (Release); the last one out reclaims
+//! writer: ... swap, publish, fence(SeqCst) (the same fence as for sleepers)
+//!         batch_readers (Acquire) == 0 ? release old : push old on `retired`
+//! reclaim: take `retired` whole (AcqRel); fence(SeqCst);
+//!          batch_readers (Acquire) == 0 ? release them all : push them back
+//! ```
+//!
+//! **Claim 4: a batch reader never touches a released event.** The fences
+//! form a store-buffering pair: for a writer's swap of `old`, either the
+//! writer's guard load sees the reader's increment (it retires `old`
+//! instead of releasing it), or the reader's pointer load sees the swap
+//! (it never loads `old`). A retired event is released only by a reclaimer
+//! that took it off the stack and then saw no batch reader. Its swap of the
+//! stack reads the retiring writer's push (Release), so the writer's fence
+//! precedes the reclaimer's in the fences' total order; a reader that
+//! loaded `old` has its fence before the writer's (it did not see the swap),
+//! hence before the reclaimer's, so the reclaimer's guard load sees that
+//! reader's increment until the reader's Release decrement, which also
+//! orders the reader's last use before the release (Acquire). Reading
+//! `p.id` is safe for the same reason, and a replaced slot shows up as a
+//! larger id: the reader decides again from the state, which now says
+//! lagged. A reclaimer that sees readers pushes the events back; the last
+//! reader out reclaims them. (A push that races the last reader's exit
+//! can wait for the next batch or the ring's drop: bounded by the events
+//! displaced during that race.)
+//!
 //! # Waking sleepers (the epoch handshake; no lost wake-up)
 //!
 //! ```text
@@ -213,8 +249,8 @@ use crossbeam_utils::CachePadded;
 use crate::event::Event;
 use crate::registry::Registry;
 use crate::sync::{
-    fence, mutated, protocol_assert, set_unshared_id, Arc, AtomicBool, AtomicPtr, AtomicU64,
-    AtomicUsize, Ordering,
+    event_id, fence, mutated, protocol_assert, set_unshared_id, Arc, AtomicBool, AtomicPtr,
+    AtomicU64, AtomicUsize, Ordering,
 };
 
 const WRITING: u64 = 0b01;
@@ -289,6 +325,29 @@ pub(crate) struct Ring {
     abandoned: AtomicU64,
     /// Set once the first event has been overwritten (warned about once).
     overwrote: AtomicBool,
+    /// Readers inside a batch read ("Batch reads"). Written twice per batch;
+    /// read by every publish that displaces an event.
+    batch_readers: CachePadded<AtomicUsize>,
+    /// Displaced events whose release waits for batch readers to leave: a
+    /// Treiber stack, only pushed and taken whole (so no ABA).
+    retired: AtomicPtr<Retired>,
+}
+
+/// A displaced event waiting for the batch readers that may hold it.
+struct Retired {
+    event: *mut Event,
+    next: *mut Retired,
+}
+
+/// Why a batch read stopped.
+#[derive(Debug)]
+pub(crate) enum BatchEnd {
+    /// It took as many events as asked.
+    Full,
+    /// The next id is gone; continue at `next`.
+    Lagged { next: u64 },
+    /// The next id is not published yet.
+    Empty,
 }
 
 impl Ring {
@@ -314,6 +373,8 @@ impl Ring {
             dropped: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
             overwrote: AtomicBool::new(false),
+            batch_readers: CachePadded::new(AtomicUsize::new(0)),
+            retired: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
@@ -452,9 +513,17 @@ impl Ring {
         }
         self.registry.wake_sleepers();
         if !old.is_null() {
-            // SAFETY: the slot owned one count of `old`, transferred to us by
-            // the swap; the reservations the claim took were prepaid.
-            drop(unsafe { Arc::from_raw(old) });
+            // Acquire: a batch reader's Release exit, so what it did with
+            // `old` happens before we release it. Ordered after the SeqCst
+            // fence above: the writer half of the batch handshake.
+            if self.batch_readers.load(Ordering::Acquire) == 0 || mutated!(NoBatchGuard) {
+                // SAFETY: the slot owned one count of `old`, transferred to us
+                // by the swap; the reservations the claim took were prepaid;
+                // no batch reader can hold `old` (handshake).
+                drop(unsafe { Arc::from_raw(old) });
+            } else {
+                self.retire(old);
+            }
             // Relaxed: only decides who logs; one load per publish once set.
             if !self.overwrote.load(Ordering::Relaxed)
                 && !self.overwrote.swap(true, Ordering::Relaxed)
@@ -645,6 +714,128 @@ impl Ring {
         unsafe { Arc::decrement_strong_count(p) };
     }
 
+    /// Reads up to `max` consecutive events from `want` into `out` under one
+    /// protection for the whole batch ("Batch reads"). Returns the next id
+    /// to read and why it stopped.
+    pub(crate) fn try_read_many(
+        &self,
+        mut want: u64,
+        max: usize,
+        out: &mut Vec<Arc<Event>>,
+    ) -> (u64, BatchEnd) {
+        // Relaxed: ordered before the pointer loads by the fence below.
+        self.batch_readers.fetch_add(1, Ordering::Relaxed);
+        // SeqCst: the reader half of the batch handshake: either a writer's
+        // guard load after its swap sees us, or our pointer loads see its swap.
+        fence(Ordering::SeqCst);
+        let mut taken = 0;
+        let end = loop {
+            if taken == max {
+                break BatchEnd::Full;
+            }
+            let slot = self.slot(want);
+            let lap = self.lap(want);
+            // Acquire: as in `try_read`.
+            let state = slot.state.load(Ordering::Acquire);
+            let s = lap_of(state);
+            if lap_before(lap, s) || (s == lap && state & ABANDONED != 0) {
+                match self.lagged(want) {
+                    Read::Lagged { next } => break BatchEnd::Lagged { next },
+                    _ => unreachable!("lagged() returns Lagged"),
+                }
+            }
+            if s != lap || state & WRITING != 0 {
+                break BatchEnd::Empty;
+            }
+            // Acquire: the event's contents, released by the writer's swap.
+            let p = slot.ptr.load(Ordering::Acquire);
+            protocol_assert!(!p.is_null(), "published slot with a null pointer");
+            // SAFETY: `p` was in the slot after our guard was visible, so no
+            // writer releases it before we leave (handshake); its contents
+            // are visible through the Acquire load.
+            let id = unsafe { event_id(p) };
+            if id != want && !mutated!(BatchNoIdCheck) {
+                // A later lap replaced it after our state load: the state
+                // now says lagged; decide again.
+                protocol_assert!(id > want, "slot for id {want} held older id {id}");
+                continue;
+            }
+            // SAFETY: as above: alive while we are a batch reader.
+            unsafe { Arc::increment_strong_count(p) };
+            // SAFETY: the count we just took.
+            out.push(unsafe { Arc::from_raw(p) });
+            taken += 1;
+            want += 1;
+        };
+        // Release: our uses of displaced events happen before the release
+        // of those events by whoever sees the count drop (Acquire).
+        if self.batch_readers.fetch_sub(1, Ordering::Release) == 1 {
+            self.reclaim();
+        }
+        (want, end)
+    }
+
+    /// Defers the release of `old` until no batch reader may hold it.
+    fn retire(&self, old: *mut Event) {
+        let node = Box::into_raw(Box::new(Retired {
+            event: old,
+            next: ptr::null_mut(),
+        }));
+        self.push_retired(node, node);
+        self.reclaim();
+    }
+
+    /// Pushes the chain `first ..= last` onto the retired stack.
+    fn push_retired(&self, first: *mut Retired, last: *mut Retired) {
+        // Relaxed: the CAS below validates it.
+        let mut head = self.retired.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: `last` is ours until the CAS publishes it.
+            unsafe { (*last).next = head };
+            // Release: the chain's contents, for the Acquire swap in `reclaim`.
+            match self.retired.compare_exchange_weak(
+                head,
+                first,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(actual) => head = actual,
+            }
+        }
+    }
+
+    /// Releases every retired event if no batch reader is active; otherwise
+    /// puts them back for the last batch reader to leave.
+    fn reclaim(&self) {
+        // Relaxed: a hint that saves the swap when there is nothing to do.
+        if self.retired.load(Ordering::Relaxed).is_null() {
+            return;
+        }
+        // AcqRel: Acquire sees every pushed node (and the retiring writer's
+        // fence before its push, see the module docs); Release is for a
+        // later reclaimer that takes what we put back.
+        let list = self.retired.swap(ptr::null_mut(), Ordering::AcqRel);
+        if list.is_null() {
+            return;
+        }
+        // SeqCst: after taking the list, so every writer that retired one of
+        // these events has its own fence ordered before ours.
+        fence(Ordering::SeqCst);
+        // Acquire: the last batch reader's Release exit.
+        if self.batch_readers.load(Ordering::Acquire) != 0 && !mutated!(ReclaimIgnoresReaders) {
+            let mut last = list;
+            // SAFETY: the chain is ours since the swap.
+            while !unsafe { (*last).next }.is_null() {
+                // SAFETY: as above.
+                last = unsafe { (*last).next };
+            }
+            self.push_retired(list, last);
+            return;
+        }
+        free_retired(list);
+    }
+
     fn lagged(&self, want: u64) -> Read {
         let oldest = (self.head() + 1).saturating_sub(self.capacity() as u64);
         Read::Lagged {
@@ -686,6 +877,21 @@ impl Drop for Ring {
                 drop(unsafe { Arc::from_raw(p) });
             }
         }
+        // Relaxed: `&mut self`, as above; no batch reader is left.
+        free_retired(self.retired.swap(ptr::null_mut(), Ordering::Relaxed));
+    }
+}
+
+/// Frees a chain of retired nodes and releases their events.
+fn free_retired(mut node: *mut Retired) {
+    while !node.is_null() {
+        // SAFETY: every node came from `Box::into_raw` in `retire` and is
+        // owned by whoever took it off the stack.
+        let retired = unsafe { Box::from_raw(node) };
+        node = retired.next;
+        // SAFETY: the node owns the slot count its writer took by swapping;
+        // no batch reader can hold the event any more.
+        drop(unsafe { Arc::from_raw(retired.event) });
     }
 }
 

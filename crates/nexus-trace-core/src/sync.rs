@@ -90,6 +90,14 @@ pub mod mutation {
         /// The claiming writer ignores the reservations it took: readers
         /// that settle after the claim release a count nobody paid.
         NoPayReservations = 9,
+        /// The writer releases a displaced event without looking for batch
+        /// readers that may hold it.
+        NoBatchGuard = 10,
+        /// A batch reader takes whatever event is in the slot without
+        /// checking that its id is the one it wants.
+        BatchNoIdCheck = 11,
+        /// Retired events are released while a batch reader is active.
+        ReclaimIgnoresReaders = 12,
     }
 
     static CURRENT: AtomicU8 = AtomicU8::new(0);
@@ -131,6 +139,26 @@ macro_rules! protocol_assert {
     ($($t:tt)*) => { debug_assert!($($t)*) };
 }
 pub(crate) use protocol_assert;
+
+/// Reads the id of an event behind a pointer from [`Arc::into_raw`].
+///
+/// # Safety
+/// The event is alive and its id's write happens before this read.
+#[cfg(not(nexus_loom))]
+pub(crate) unsafe fn event_id(event: *const crate::event::Event) -> u64 {
+    // SAFETY: forwarded from the caller.
+    unsafe { (*event).id }
+}
+
+/// Reads the id of an event behind a pointer from [`Arc::into_raw`].
+///
+/// # Safety
+/// As in normal builds.
+#[cfg(nexus_loom)]
+pub(crate) unsafe fn event_id(event: *const crate::event::Event) -> u64 {
+    // SAFETY: forwarded from the caller.
+    unsafe { crate::loom_support::Arc::with_shared(event, |e| e.id) }
+}
 
 /// Writes the id of an event allocated by the caller and not yet shared.
 ///

@@ -337,6 +337,80 @@ fn recv_timeout_times_out_receives_and_reports_lag() {
     t.join().unwrap();
 }
 
+#[test]
+fn try_recv_many_replays_in_order_then_reports_lag_and_close() {
+    let bus = Bus::new(4);
+    publish_n(&bus, 3);
+    let mut sub = bus.subscribe(0);
+    let mut out = Vec::new();
+    assert_eq!(sub.try_recv_many(&mut out, 0), Ok(0));
+    assert_eq!(sub.try_recv_many(&mut out, 2), Ok(2));
+    assert_eq!(sub.try_recv_many(&mut out, 10), Ok(1));
+    let ids: Vec<u64> = out.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [1, 2, 3]);
+    assert_eq!(sub.try_recv_many(&mut out, 10), Err(TryRecvError::Empty));
+
+    // Fall behind by 6 on a ring of 4: the batch stops at the lag.
+    publish_n(&bus, 6);
+    out.clear();
+    assert_eq!(
+        sub.try_recv_many(&mut out, 10),
+        Err(TryRecvError::Lagged(2))
+    );
+    assert_eq!(sub.try_recv_many(&mut out, 10), Ok(4));
+    let ids: Vec<u64> = out.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [6, 7, 8, 9]);
+    assert_eq!(sub.lagged_total(), 2);
+
+    drop(bus);
+    assert_eq!(sub.try_recv_many(&mut out, 10), Err(TryRecvError::Closed));
+}
+
+#[test]
+fn events_displaced_during_a_batch_are_released_exactly_once() {
+    // A batch on one thread, a producer overwriting the ring on another:
+    // every event is dropped exactly once whether or not it was retired.
+    let bus = Bus::new(8);
+    let weak: Vec<_> = (0..8)
+        .map(|_| {
+            let id = bus.publish(ev(0));
+            let mut sub = bus.subscribe(id - 1);
+            std::sync::Arc::downgrade(&sub.try_recv().unwrap())
+        })
+        .collect();
+    let events = if cfg!(miri) { 200 } else { 10_000 };
+    let producer = bus.clone();
+    let t = std::thread::spawn(move || {
+        for _ in 0..events {
+            producer.publish(ev(0));
+        }
+    });
+    let mut sub = bus.subscribe(0);
+    let mut got = 0;
+    while got < events / 2 {
+        let mut out = Vec::new();
+        match sub.try_recv_many(&mut out, 64) {
+            Ok(n) => {
+                assert!(out.windows(2).all(|w| w[1].id == w[0].id + 1));
+                got += n;
+            }
+            Err(TryRecvError::Lagged(_)) | Err(TryRecvError::Empty) => {
+                if t.is_finished() && sub.next_id() > bus.last_id() {
+                    break;
+                }
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    t.join().unwrap();
+    drop(sub);
+    drop(bus);
+    assert!(
+        weak.iter().all(|w| w.upgrade().is_none()),
+        "every event was released"
+    );
+}
+
 /// A subscription that blocked on one thread and then moved to another must
 /// wake the thread it blocks on now (the waker is per thread, not per
 /// subscription). Before the fix the second thread slept until its deadline.

@@ -13,7 +13,7 @@
 use std::thread;
 use std::time::Duration;
 
-use nexus_trace_core::{Bus, Event, Kind, RecvTimeoutError, Subscription};
+use nexus_trace_core::{Bus, Event, Kind, RecvTimeoutError, Subscription, TryRecvError};
 
 const PRODUCERS: u64 = 4;
 
@@ -48,11 +48,13 @@ fn payload(producer: u64, seq: u64) -> u64 {
     (producer << 40) | seq
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Behaviour {
     Fast,
     Resubscribing,
     Stalled,
+    /// Reads in batches of up to 64 (`try_recv_many`), waiting when empty.
+    Batching,
 }
 
 #[derive(Default)]
@@ -79,6 +81,28 @@ fn subscriber(bus: Bus, total: u64, behaviour: Behaviour, seed: u64) -> History 
                 thread::sleep(Duration::from_millis(20));
             }
             _ => {}
+        }
+        if behaviour == Behaviour::Batching {
+            let mut batch = Vec::new();
+            match sub.try_recv_many(&mut batch, 64) {
+                Ok(_) => {
+                    for e in batch {
+                        assert_eq!(e.id, expected, "gap or duplicate in a batch");
+                        h.delivered.push((e.id, e.duration_ns));
+                        expected += 1;
+                    }
+                    continue;
+                }
+                Err(TryRecvError::Lagged(n)) => {
+                    assert!(n > 0, "Lagged(0)");
+                    expected += n;
+                    h.lagged += n;
+                    h.lag_items += 1;
+                    continue;
+                }
+                Err(TryRecvError::Empty) => {}
+                Err(e) => panic!("batching subscriber stuck at {expected}/{total}: {e}"),
+            }
         }
         match sub.recv_timeout(Duration::from_secs(30)) {
             Ok(e) => {
@@ -115,6 +139,7 @@ fn producers_and_subscribers_keep_the_delivery_contract() {
         Behaviour::Resubscribing,
         Behaviour::Resubscribing,
         Behaviour::Stalled,
+        Behaviour::Batching,
     ];
     let subs: Vec<_> = behaviours
         .iter()
