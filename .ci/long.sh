@@ -13,9 +13,10 @@
 #    background traffic, under wrk load on its ordinary routes for
 #    SOAK_MINUTES, while .ci/soak_client.py runs SOAK_SSE (8) SSE clients
 #    resuming with Last-Event-ID and SOAK_WS (8) WebSocket clients resuming
-#    with ?since=, each closing and reconnecting every 0.3-3 s and checking
-#    its own ids (exactly the next id, or a lag notice that accounts for the
-#    gap exactly). It samples the demo's RSS every 2 s and fails if the last
+#    with ?since=, each closing (WebSocket: alternately a close handshake and
+#    an aborted connection) and reconnecting every 0.3-3 s and checking its
+#    own ids (exactly the next id, or a lag notice that accounts for the gap
+#    exactly). It samples the demo's RSS every 2 s and fails if the last
 #    sample exceeds the first one after warm-up (20 s, or a fifth of a
 #    shorter soak) by more than RSS_GROWTH_MIB (64 MiB). After the clients
 #    leave, /__nexus/stats must show 0 live streams within 10 s.
@@ -127,6 +128,7 @@ if [ "$soak_secs" -gt 0 ]; then
     demo_bin="$long_target/release/examples/demo"
 
     # Port 0: the kernel picks a free port; the banner says which.
+    : >"$work/demo.out"
     "$demo_bin" --addr 127.0.0.1:0 >"$work/demo.out" 2>"$work/demo.err" &
     demo_pid=$!
     port=""
@@ -214,8 +216,9 @@ print(f"soak {secs}s: {requests} http requests ({non2xx} non-2xx), "
       f"events published {f['published']}, deliveries {f['deliveries']} to "
       f"{f['clients']['sse']} SSE + {f['clients']['ws']} WS clients, "
       f"reconnects {f['reconnects']}, lag notices {f['lag_notices']} ({f['lagged_events']} events), "
-      f"429s {f['refused_429']}, RSS first/peak/last {r['first']}/{r['peak']}/{r['last']} MiB, "
-      f"streams left {f['streams_left']}, violations {f['violation_count']}")
+      f"429s {f['refused_429']}, WS close handshakes {f['ws_closes']['handshakes']} "
+      f"({f['ws_closes']['handshake_timeouts']} timed out) + {f['ws_closes']['aborted']} aborted, RSS first/peak/last {r['first']}/{r['peak']}/{r['last']} MiB, "
+      f"streams left {f['streams_left']} (after {f['streams_settle_s']} s), violations {f['violation_count']}")
 PY
 )"
         if [ "$client_rc" -ne 0 ]; then

@@ -3,9 +3,10 @@
 
 Runs SSE clients (resuming with `Last-Event-ID`) and WebSocket clients
 (resuming with `?since=<last id>`) against `/__nexus/events` of a running
-server. Each client closes its connection after a random hold and reconnects
-from the last id it saw, and checks its own ids with its own parser (nothing
-of the project's is used):
+server. Each client closes its connection after a random hold (SSE: the
+socket is closed; WebSocket: alternately a close handshake and an aborted TCP
+connection) and reconnects from the last id it saw, and checks its own ids
+with its own parser (nothing of the project's is used):
 
 * every event id is exactly the id the client expects next: one more than the
   last id it got, or the `next` of a lag notice just before it; so ids are
@@ -36,6 +37,9 @@ except ImportError:  # pragma: no cover - older websockets
     from websockets import connect as ws_connect
 
 MAX_VIOLATIONS_KEPT = 50
+# Seconds a WebSocket close handshake may take while the client reads on
+# (the websockets library's own default close timeout).
+WS_CLOSE_TIMEOUT_S = 10.0
 
 
 class Figures:
@@ -45,6 +49,9 @@ class Figures:
         self.lag_notices = 0
         self.lagged_events = 0
         self.refused = 0  # 429 answers (the stream cap), retried
+        self.ws_handshakes = 0
+        self.ws_close_timeouts = 0
+        self.ws_aborts = 0
         self.violations = []
         self.violation_count = 0
 
@@ -232,34 +239,63 @@ async def ws_client(idx, base, deadline, args, figures):
         try:
             async with asyncio.timeout(hold):
                 async for msg in ws:
-                    if not isinstance(msg, str):
-                        figures.violation(who, f"binary message of {len(msg)} bytes")
-                        continue
-                    try:
-                        obj = json.loads(msg)
-                    except ValueError as e:
-                        figures.violation(who, f"message is not JSON ({e}): {msg[:200]!r}")
-                        continue
-                    if not isinstance(obj, dict):
-                        figures.violation(who, f"message is not an object: {msg[:200]!r}")
-                    elif obj.get("kind") == "lagged" and "next" in obj:
-                        ids.lagged(obj)
-                    elif isinstance(obj.get("id"), int):
-                        ids.event(obj["id"])
-                    else:
-                        figures.violation(who, f"message without an id: {msg[:200]!r}")
+                    ws_message(ids, who, figures, msg)
             figures.violation(who, "stream ended by the server")
         except TimeoutError:
             pass
         except Exception as e:
             figures.violation(who, f"stream broke: {e!r}")
-        finally:
-            try:
-                async with asyncio.timeout(5):
-                    await ws.close()
-            except Exception:
-                pass
+        await ws_close(ws, ids, who, figures)
     return ids
+
+
+def ws_message(ids, who, figures, msg):
+    if not isinstance(msg, str):
+        figures.violation(who, f"binary message of {len(msg)} bytes")
+        return
+    try:
+        obj = json.loads(msg)
+    except ValueError as e:
+        figures.violation(who, f"message is not JSON ({e}): {msg[:200]!r}")
+        return
+    if not isinstance(obj, dict):
+        figures.violation(who, f"message is not an object: {msg[:200]!r}")
+    elif obj.get("kind") == "lagged" and "next" in obj:
+        ids.lagged(obj)
+    elif isinstance(obj.get("id"), int):
+        ids.event(obj["id"])
+    else:
+        figures.violation(who, f"message without an id: {msg[:200]!r}")
+
+
+async def ws_close(ws, ids, who, figures):
+    """Every other connection ends abruptly (the TCP connection is aborted, as
+    when a network drops), the others with a close handshake as a browser
+    does it: send Close and keep reading (and checking) until the server's
+    Close arrives, which is queued behind whatever the server had already
+    sent. Draining that backlog takes this one-core Python process a while
+    under load, so a handshake that outlasts WS_CLOSE_TIMEOUT_S is counted
+    and the connection aborted, not called a violation: the server side is
+    checked by the live stream count at the end."""
+    if ids.connections % 2 == 0:
+        figures.ws_aborts += 1
+        ws.transport.abort()
+        return
+
+    async def drain():
+        try:
+            async for msg in ws:
+                ws_message(ids, who, figures, msg)
+        except Exception:
+            pass  # the connection ends either way
+
+    figures.ws_handshakes += 1
+    try:
+        async with asyncio.timeout(WS_CLOSE_TIMEOUT_S):
+            await asyncio.gather(ws.close(), drain())
+    except TimeoutError:
+        figures.ws_close_timeouts += 1
+        ws.transport.abort()
 
 
 def rss_kib(pid):
@@ -359,6 +395,7 @@ async def main():
         stop.set()
         await sampler
         samples.append((time.monotonic(), rss_kib(args.pid)))
+        published_at_end = (await stats(session, args.base))["published"]
 
         for ids in results:
             if ids.connections < 2:
@@ -367,13 +404,17 @@ async def main():
                 figures.violation(ids.who, "received no event")
 
         # Every client has closed: the server must drop every stream.
-        settle_deadline = time.monotonic() + args.settle
+        settle_start = time.monotonic()
+        settle_trace = []  # (seconds since the clients left, live streams), on each change
         while True:
             after = await stats(session, args.base)
-            if after["streams"]["live"] == 0 or time.monotonic() > settle_deadline:
+            live = after["streams"]["live"]
+            if not settle_trace or settle_trace[-1][1] != live:
+                settle_trace.append((round(time.monotonic() - settle_start, 2), live))
+            if live == 0 or time.monotonic() - settle_start > args.settle:
                 break
             await asyncio.sleep(0.05)
-        settle_s = time.monotonic() - (settle_deadline - args.settle)
+        settle_s = time.monotonic() - settle_start
         if after["streams"]["live"] != 0:
             figures.violation("server", f"{after['streams']['live']} stream(s) still live {args.settle}s after all clients left")
 
@@ -403,10 +444,17 @@ async def main():
         "lag_notices": figures.lag_notices,
         "lagged_events": figures.lagged_events,
         "refused_429": figures.refused,
+        "ws_closes": {
+            "handshakes": figures.ws_handshakes,
+            "handshake_timeouts": figures.ws_close_timeouts,
+            "aborted": figures.ws_aborts,
+        },
         "rss_mib": {"first": round(first / 1024, 1), "peak": round(peak / 1024, 1), "last": round(last / 1024, 1)},
         "rss_samples": len(rss),
         "streams_left": after["streams"]["live"],
         "streams_settle_s": round(settle_s, 2),
+        "streams_settle_trace": settle_trace,
+        "published_during_settle": after["published"] - published_at_end,
         "subscribers_left": after["subscribers"],
         "violation_count": figures.violation_count,
         "violations": figures.violations,
