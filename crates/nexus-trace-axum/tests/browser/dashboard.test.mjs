@@ -1,12 +1,24 @@
-// Headless Chromium against a running demo (DEMO_URL): the dashboard goes
-// live, requests appear as they happen with their downstream calls, hostile
-// text renders as text, filters and latency stats work, and the page runs
-// under its CSP without errors.
+// Headless Chromium against a running demo (DEMO_URL), started with
+// --no-traffic and --capacity DEMO_CAPACITY so that every event comes from
+// this test. The dashboard goes live, hostile text renders as text, and what
+// the page shows is compared with what a recorder of our own read from the
+// same stream: every request row, its status, its downstream calls and its
+// logs, exactly once, also across reconnects during traffic; the filters
+// (text, kind, status, endpoint) and the latency table are checked against
+// the recording too, and a page that starts behind the ring shows the number
+// of events the stream says it missed. The page runs under its CSP without
+// errors.
+//
+// The recorder is Chromium's own EventSource on /__nexus/events?since=0, in a
+// second tab; nothing is read from counters the page keeps for itself.
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
 
 const base = process.env.DEMO_URL ?? 'http://127.0.0.1:8080';
+const capacity = Number(process.env.DEMO_CAPACITY ?? 512);
 const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+// The page renders at most this many rows (MAX_SHOWN in dashboard.html).
+const MAX_SHOWN = 200;
 let failures = 0;
 let passed = 0;
 
@@ -17,7 +29,18 @@ async function check(name, fn) {
     console.log(`ok   - ${name}`);
   } catch (e) {
     failures++;
-    console.log(`FAIL - ${name}\n       ${String(e.stack ?? e).split('\n').slice(0, 4).join('\n       ')}`);
+    console.log(`FAIL - ${name}\n       ${String(e.stack ?? e).split('\n').slice(0, 12).join('\n       ')}`);
+  }
+}
+
+/** Polls `fn` until it returns a truthy value; fails naming `what` after `ms`. */
+async function until(what, fn, ms = 15000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -26,11 +49,156 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
-const page = await browser.newPage();
 const problems = [];
-page.on('pageerror', (e) => problems.push(`pageerror: ${e}`));
-page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+function watch(p, label) {
+  p.on('pageerror', (e) => problems.push(`${label} pageerror: ${e}`));
+  p.on('console', (m) => { if (m.type() === 'error') problems.push(`${label} console: ${m.text()}`); });
+}
 
+// --- The recorder: an EventSource of our own, from the first event on.
+const recorder = await browser.newPage();
+// (Not watched for console errors: the JSON page's missing favicon is one.)
+recorder.on('pageerror', (e) => problems.push(`recorder pageerror: ${e}`));
+await recorder.goto(`${base}/__nexus/stats`); // any same-origin page will do
+await recorder.evaluate(() => {
+  window.rec = { events: [], lagged: [], open: false };
+  const es = new EventSource('/__nexus/events?since=0');
+  es.onopen = () => { window.rec.open = true; };
+  es.onmessage = (m) => window.rec.events.push(JSON.parse(m.data));
+  es.addEventListener('lagged', (m) => window.rec.lagged.push(JSON.parse(m.data)));
+});
+await until('the recorder is connected', () => recorder.evaluate(() => window.rec.open));
+const recorded = () => recorder.evaluate(() => window.rec.events);
+
+// What a page showing `events` must show: one row per request span (start
+// and end carry the span id, downstream calls name it as parent, logs carry
+// it), as documented in dashboard.html; an event of no span is a row of its
+// own trace.
+function rowsOf(events) {
+  const rows = new Map();
+  for (const e of events) {
+    const span = e.kind === 'downstream' ? (e.parentId ?? '') : (e.spanId ?? '');
+    const key = span ? `${e.traceId ?? ''}/${span}` : (e.traceId || `event-${e.id}`);
+    let r = rows.get(key);
+    if (!r) {
+      r = { traceId: e.traceId ?? '', start: null, end: null, calls: [], logs: [], first: e };
+      rows.set(key, r);
+    }
+    if (e.kind === 'request.start') r.start = e;
+    else if (e.kind === 'request.end') r.end = e;
+    else if (e.kind === 'downstream') r.calls.push(e.message ?? '');
+    else r.logs.push(e.message ?? '');
+  }
+  return [...rows.values()];
+}
+
+const head = (r) => r.end ?? r.start ?? r.first;
+const expected = (r) => JSON.stringify([r.traceId, head(r).method ?? '', head(r).path ?? '',
+  head(r).endpoint ?? '', r.end ? String(r.end.status ?? '') : '…', r.calls, r.logs]);
+
+// What a page shows: its request rows, each with the call and log rows under it.
+async function shownRows(p) {
+  const rows = await p.$$eval('#rows > tr', (trs) => {
+    const out = [];
+    for (const tr of trs) {
+      const cells = [...tr.children].map((td) => td.textContent);
+      if (tr.classList.contains('req')) out.push({ traceId: tr.dataset.traceId, cells, calls: [], logs: [] });
+      else if (tr.classList.contains('call')) out.at(-1).calls.push(cells[2]);
+      else if (tr.classList.contains('log')) out.at(-1).logs.push(cells[2]);
+    }
+    return out;
+  });
+  return rows.map((r) => JSON.stringify([r.traceId, r.cells[1], r.cells[2], r.cells[3],
+    r.cells[4] === '…' ? '…' : r.cells[4].split(' ')[0], r.calls, r.logs]));
+}
+
+/** Waits until the page shows exactly the recorded rows `want` (any order), then asserts it. */
+async function pageShows(p, want, what) {
+  const sorted = want.map(expected).sort();
+  assert.ok(sorted.length <= MAX_SHOWN, `${sorted.length} rows: more than the page renders`);
+  let got = [];
+  try {
+    await until(what, async () => {
+      got = (await shownRows(p)).sort();
+      return JSON.stringify(got) === JSON.stringify(sorted);
+    });
+  } catch (_) {
+    // Fall through to the assertion, which shows the difference.
+  }
+  assert.deepEqual(got, sorted, what);
+}
+
+/**
+ * The latency table against the recorded request ends: one row per
+ * endpoint, n exactly (a request end shown twice would count twice), and
+ * each percentile the nearest-rank value of the recorded durations.
+ */
+async function latencyTableMatches(p, events) {
+  const ms = (e) => (e.durationNs ? e.durationNs / 1e6 : (e.durationMs ?? 0));
+  const byEndpoint = new Map();
+  for (const e of events) {
+    if (e.kind !== 'request.end' || !e.endpoint) continue;
+    if (!byEndpoint.has(e.endpoint)) byEndpoint.set(e.endpoint, []);
+    byEndpoint.get(e.endpoint).push(ms(e));
+  }
+  const stats = await p.$$eval('#stats tr', (trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent)));
+  assert.deepEqual(stats.map((r) => r[0]).sort(), [...byEndpoint.keys()].sort(), 'one row per endpoint');
+  for (const [endpoint, n, ...shown] of stats) {
+    const samples = byEndpoint.get(endpoint).slice().sort((a, b) => a - b);
+    assert.equal(Number(n), samples.length, `n for ${endpoint}`);
+    [0.5, 0.95, 0.99].forEach((q, i) => {
+      const want = samples[Math.min(samples.length - 1, Math.floor(q * samples.length))];
+      const got = Number(shown[i]);
+      // The page rounds to 0, 1 or 3 decimals.
+      const rounding = want >= 100 ? 0.5 : want >= 1 ? 0.05 : 0.0005;
+      assert.ok(Math.abs(got - want) <= rounding + 1e-9,
+        `${endpoint} p${q * 100}: shown ${shown[i]}, recorded ${want}`);
+    });
+  }
+}
+
+/** Clears every filter (a failed check may have left one set). */
+async function clearFilters(p) {
+  await p.fill('#q', '');
+  for (const id of ['#kind', '#status', '#endpoint']) await p.selectOption(id, '');
+}
+
+/** A marker request, then waits until the recorder holds it and every request it saw has ended. */
+async function quiesce() {
+  const res = await fetch(`${base}/users/1`);
+  await res.arrayBuffer();
+  const trace = res.headers.get('x-trace-id');
+  return until('the recorder saw every request end', async () => {
+    const rows = rowsOf(await recorded());
+    return rows.some((r) => r.traceId === trace && r.end) && rows.every((r) => !r.start || r.end) && rows;
+  });
+}
+
+/** The ids the recorder got: strictly increasing, dense (no lag here). */
+function assertDense(events) {
+  events.forEach((e, i) => assert.equal(e.id, i + 1, `recorded id ${e.id} at position ${i}`));
+}
+
+async function traffic(i) {
+  const kind = i % 5;
+  try {
+    if (kind === 0 || kind === 3) return (await fetch(`${base}/users/${1 + (i % 100)}`)).arrayBuffer();
+    if (kind === 1) {
+      return (await fetch(`${base}/orders`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ userId: 1 + (i % 50), item: `item-${i}`, amountCents: 100 + i }),
+      })).arrayBuffer();
+    }
+    if (kind === 2) return (await fetch(`${base}/fail`)).arrayBuffer();
+    return (await fetch(`${base}/users/0`)).arrayBuffer(); // 404
+  } catch (e) {
+    throw new Error(`request ${i}: ${e}`);
+  }
+}
+
+const page = await browser.newPage();
+watch(page, 'dashboard');
 const rowOf = (traceId) => `tr.req[data-trace-id="${traceId}"]`;
 
 await check('dashboard loads and connects', async () => {
@@ -47,6 +215,7 @@ await check('a new request appears live with its downstream call', async () => {
   assert.equal(res.status, 200);
   userTrace = res.headers.get('x-trace-id');
   await page.waitForSelector(rowOf(userTrace), { timeout: 10000 });
+  await until('the row shows the end', async () => (await page.$eval(`${rowOf(userTrace)} td:nth-child(5)`, (td) => td.textContent)) !== '…');
   const cells = await page.$$eval(`${rowOf(userTrace)} td`, (tds) => tds.map((t) => t.textContent));
   assert.equal(cells[1], 'GET');
   assert.equal(cells[2], '/users/42');
@@ -66,65 +235,108 @@ await check('hostile text renders as text, never as markup', async () => {
   assert.ok(res.status === 201 || res.status === 502, `order status ${res.status}`);
   const trace = res.headers.get('x-trace-id');
   await page.waitForSelector(rowOf(trace), { timeout: 10000 });
-  const logs = await page.$$eval('tr.log td', (tds) => tds.map((t) => t.textContent));
-  assert.ok(logs.some((t) => t.includes(item)), 'the log line shows the raw text');
   const pathRes = await fetch(`${base}/users/%3Cscript%3Ealert(1)%3C%2Fscript%3E`);
   const pathTrace = pathRes.headers.get('x-trace-id');
-  await page.waitForSelector(rowOf(pathTrace), { timeout: 10000 });
+  // Everything published so far is on the page (a later marker included).
+  const rows = await quiesce();
+  await pageShows(page, rows, 'the page shows the recorded rows');
+  const logs = await page.$$eval('tr.log td', (tds) => tds.map((t) => t.textContent));
+  assert.ok(logs.some((t) => t.includes(item)), 'the log line shows the raw text');
   const path = await page.$eval(`${rowOf(pathTrace)} td.path`, (td) => td.textContent);
   assert.equal(path, '/users/%3Cscript%3Ealert(1)%3C%2Fscript%3E');
-  await page.waitForTimeout(300);
   assert.equal(await page.title(), 'nexus-trace');
   assert.equal(await page.$$eval('tbody img, tbody script', (n) => n.length), 0);
 });
 
+await check('reconnects during traffic: every recorded event is shown exactly once', async () => {
+  for (let i = 0; i < 40; i++) {
+    const inFlight = traffic(i);
+    // Drop the stream while a request is in flight: the page resumes from
+    // the last id it saw while events keep being published.
+    if (i % 8 === 3) await page.evaluate(() => window.nexusDashboard.reconnect());
+    await inFlight;
+  }
+  await page.waitForSelector('#conn.live', { timeout: 10000 });
+  const rows = await quiesce();
+  const events = await recorded();
+  assertDense(events);
+  await pageShows(page, rows, 'the page shows each recorded event once, none missing');
+  await latencyTableMatches(page, events);
+  const count = await page.textContent('#count');
+  assert.match(count, new RegExp(`last id ${events.at(-1).id}$`), count);
+});
+
 await check('text filter narrows to one trace', async () => {
+  await clearFilters(page);
+  const rows = rowsOf(await recorded());
   await page.fill('#q', userTrace);
-  await page.waitForFunction((t) => {
-    const rows = [...document.querySelectorAll('tr.req')];
-    return rows.length === 1 && rows[0].dataset.traceId === t;
-  }, userTrace, { timeout: 5000 });
+  await pageShows(page, rows.filter((r) => r.traceId === userTrace), 'rows of that trace only');
   await page.fill('#q', '');
 });
 
+await check('kind filter: requests, with downstream calls, with logs', async () => {
+  await clearFilters(page);
+  const rows = rowsOf(await recorded());
+  const want = {
+    request: rows.filter((r) => r.start || r.end),
+    downstream: rows.filter((r) => r.calls.length > 0),
+    log: rows.filter((r) => r.logs.length > 0),
+  };
+  assert.ok(want.downstream.length > 0 && want.log.length > 0 && want.log.length < rows.length,
+    'the recording has rows with and without logs');
+  for (const [kind, subset] of Object.entries(want)) {
+    await page.selectOption('#kind', kind);
+    await pageShows(page, subset, `kind filter "${kind}"`);
+  }
+  await page.selectOption('#kind', '');
+  await pageShows(page, rows, 'no kind filter');
+});
+
 await check('status filter shows only 5xx', async () => {
-  const res = await fetch(`${base}/fail`);
-  assert.equal(res.status, 500);
-  const failTrace = res.headers.get('x-trace-id');
+  await clearFilters(page);
+  const rows = rowsOf(await recorded());
+  const failed = rows.filter((r) => r.end && Math.floor(r.end.status / 100) === 5);
+  assert.ok(failed.length > 0);
   await page.selectOption('#status', '5');
-  await page.waitForSelector(rowOf(failTrace), { timeout: 10000 });
-  const statuses = await page.$$eval('tr.req td:nth-child(5)', (tds) => tds.map((t) => t.textContent));
-  assert.ok(statuses.length > 0);
-  for (const s of statuses) assert.match(s, /^5\d\d/);
+  await pageShows(page, failed, 'status filter 5xx');
   await page.selectOption('#status', '');
 });
 
 await check('endpoint filter and latency percentiles', async () => {
-  await page.waitForFunction(() => [...document.querySelectorAll('#endpoint option')].some((o) => o.value === '/users/{id}'), null, { timeout: 5000 });
+  await clearFilters(page);
+  const events = await recorded();
+  const rows = rowsOf(events);
   await page.selectOption('#endpoint', '/users/{id}');
-  const endpoints = await page.$$eval('tr.req td:nth-child(4)', (tds) => tds.map((t) => t.textContent));
-  assert.ok(endpoints.length > 0);
-  for (const e of endpoints) assert.equal(e, '/users/{id}');
+  await pageShows(page, rows.filter((r) => head(r).endpoint === '/users/{id}'), 'endpoint filter');
   await page.selectOption('#endpoint', '');
-  const stats = await page.$$eval('#stats tr', (trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent)));
-  const users = stats.find((r) => r[0] === '/users/{id}');
-  assert.ok(users, 'a stats row for /users/{id}');
-  assert.ok(Number(users[1]) >= 1);
-  for (const p of users.slice(2)) assert.ok(Number.isFinite(Number(p)), `percentile ${p}`);
+  await latencyTableMatches(page, events);
 });
 
-await check('reconnects and resumes without duplicates', async () => {
-  // Drop the stream and reconnect from the last seen id while traffic flows.
-  const lastBefore = await page.evaluate(() => window.nexusDashboard.lastId);
-  assert.ok(lastBefore > 0);
-  await page.evaluate(() => window.nexusDashboard.reconnect());
-  await page.waitForSelector('#conn.live', { timeout: 10000 });
-  const res = await fetch(`${base}/users/9`);
-  const trace = res.headers.get('x-trace-id');
-  await page.waitForSelector(rowOf(trace), { timeout: 10000 });
-  assert.ok(await page.evaluate(() => window.nexusDashboard.lastId) > lastBefore);
-  const delivery = await page.evaluate(() => ({ d: window.nexusDashboard.duplicates, g: window.nexusDashboard.gaps }));
-  assert.deepEqual(delivery, { d: 0, g: 0 }, 'exactly once across the reconnect');
+await check('a page that starts behind the ring says how many events it missed', async () => {
+  // Publish more than the ring holds, then open a second dashboard.
+  for (let i = 0; (await recorder.evaluate(() => window.rec.events.length)) < capacity + 64; i += 8) {
+    await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map((k) => fetch(`${base}/users/${1 + ((i + k) % 100)}`).then((r) => r.arrayBuffer())));
+  }
+  await quiesce();
+  const last = (await recorded()).at(-1).id;
+  // What the stream tells a client that starts at 0, read by our own EventSource.
+  const lag = await recorder.evaluate(() => new Promise((resolve) => {
+    const es = new EventSource('/__nexus/events?since=0');
+    es.addEventListener('lagged', (m) => { es.close(); resolve(JSON.parse(m.data)); });
+  }));
+  assert.deepEqual(lag, { kind: 'lagged', lagged: last - capacity, next: last - capacity + 1 },
+    `the ring of ${capacity} holds the last ${capacity} of ${last} events`);
+  const late = await browser.newPage();
+  watch(late, 'late dashboard');
+  await late.goto(`${base}/__nexus/`);
+  await late.waitForSelector('#lag.shown', { timeout: 10000 });
+  const notice = await late.textContent('#lag');
+  assert.match(notice, new RegExp(`\\b${lag.lagged} events were missed`), notice);
+  // And it shows what the ring still held: the rows of the events from `next` on.
+  const held = (await recorded()).filter((e) => e.id >= lag.next);
+  const rows = rowsOf(held);
+  await pageShows(late, rows.slice(-Math.min(rows.length, MAX_SHOWN)), 'the late page shows the retained events');
+  await late.close();
 });
 
 await check('no page errors or CSP violations', async () => {
