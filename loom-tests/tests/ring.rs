@@ -120,7 +120,7 @@ fn expected(m: Mutation) -> &'static [&'static str] {
         Mutation::NoBatchGuard | Mutation::ReclaimIgnoresReaders => {
             &["use after free", "Causality violation"]
         }
-        Mutation::BatchNoIdCheck => &["gap or duplicate", "do not tile"],
+        Mutation::BatchNoRecheck => &["ring protocol violated", "gap or duplicate", "do not tile"],
     }
 }
 
@@ -424,7 +424,7 @@ fn subscribe_latest_racing_publish() {
 }
 
 /// A batch read replays a backlog while a producer displaces the events it
-/// is reading (capacity 2): the batch guard keeps them alive, the id check
+/// is reading (capacity 2): the batch guard keeps them alive, the lap re-check
 /// turns a replaced slot into lag, and what the batch and the following
 /// reads deliver still tiles.
 fn batch_read_racing_displacement() {
@@ -482,5 +482,5 @@ models! {
     release_racing_wake => [NoWakeFence];
     close_racing_a_writer => [NoSleepFence];
     subscribe_latest_racing_publish => [NoSleepFence];
-    batch_read_racing_displacement => [NoBatchGuard, BatchNoIdCheck, ReclaimIgnoresReaders];
+    batch_read_racing_displacement => [NoBatchGuard, BatchNoRecheck, ReclaimIgnoresReaders];
 }

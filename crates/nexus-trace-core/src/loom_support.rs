@@ -139,18 +139,6 @@ impl<T> Arc<T> {
         inner.value.with_mut(|v| f(unsafe { &mut **v }))
     }
 
-    /// Runs `f` on the value behind `ptr` without taking a count.
-    ///
-    /// # Safety
-    /// `ptr` comes from `into_raw`; the protocol must guarantee liveness.
-    pub unsafe fn with_shared<R>(ptr: *const T, f: impl FnOnce(&T) -> R) -> R {
-        // SAFETY: allocations are never returned to the system allocator.
-        let inner = unsafe { &*(ptr as *const Inner<T>) };
-        assert!(!is_freed(inner), "use after free: read of a released event");
-        // SAFETY: alive (caller); loom checks the read against the writes.
-        inner.value.with(|v| f(unsafe { &**v }))
-    }
-
     /// Adds one count to the object behind `ptr`.
     ///
     /// # Safety

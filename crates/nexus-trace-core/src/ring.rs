@@ -136,7 +136,7 @@
 //! ```text
 //! reader: batch_readers += 1; fence(SeqCst)
 //!         for each id: state (Acquire) decides as above; p = ptr (Acquire);
-//!                      p.id == want ? increment p, deliver : state changed, decide again
+//!                      state's lap unchanged ? increment p, deliver : decide again
 //!         batch_readers -= 1 (Release); the last one out reclaims
 //! writer: ... swap, publish, fence(SeqCst) (the same fence as for sleepers)
 //!         batch_readers (Acquire) == 0 ? release old : push old on `retired`
@@ -155,10 +155,10 @@
 //! loaded `old` has its fence before the writer's (it did not see the swap),
 //! hence before the reclaimer's, so the reclaimer's guard load sees that
 //! reader's increment until the reader's Release decrement, which also
-//! orders the reader's last use before the release (Acquire). Reading
-//! `p.id` is safe for the same reason, and a replaced slot shows up as a
-//! larger id: the reader decides again from the state, which now says
-//! lagged. A reclaimer that sees readers pushes the events back; the last
+//! orders the reader's last use before the release (Acquire). A pointer
+//! from a later lap's swap is caught by re-loading the state after the
+//! pointer (as in Claim 1, the later claim happens before that load): the
+//! reader decides again, and the state now says lagged. A reclaimer that sees readers pushes the events back; the last
 //! reader out reclaims them. (A push that races the last reader's exit
 //! can wait for the next batch or the ring's drop: bounded by the events
 //! displaced during that race.)
@@ -249,8 +249,8 @@ use crossbeam_utils::CachePadded;
 use crate::event::Event;
 use crate::registry::Registry;
 use crate::sync::{
-    event_id, fence, mutated, protocol_assert, set_unshared_id, Arc, AtomicBool, AtomicPtr,
-    AtomicU64, AtomicUsize, Ordering,
+    fence, mutated, protocol_assert, set_unshared_id, Arc, AtomicBool, AtomicPtr, AtomicU64,
+    AtomicUsize, Ordering,
 };
 
 const WRITING: u64 = 0b01;
@@ -747,23 +747,29 @@ impl Ring {
             if s != lap || state & WRITING != 0 {
                 break BatchEnd::Empty;
             }
-            // Acquire: the event's contents, released by the writer's swap.
+            // Acquire: the event's contents, released by the writer's swap;
+            // and it orders the re-check below after this load.
             let p = slot.ptr.load(Ordering::Acquire);
             protocol_assert!(!p.is_null(), "published slot with a null pointer");
-            // SAFETY: `p` was in the slot after our guard was visible, so no
-            // writer releases it before we leave (handshake); its contents
-            // are visible through the Acquire load.
-            let id = unsafe { event_id(p) };
-            if id != want && !mutated!(BatchNoIdCheck) {
-                // A later lap replaced it after our state load: the state
-                // now says lagged; decide again.
-                protocol_assert!(id > want, "slot for id {want} held older id {id}");
+            // Relaxed: if `p` came from a later lap's swap, that lap's claim
+            // happens before this load (claim →sb swap →sw our Acquire load),
+            // so this load sees the later lap. Same lap: `p` is lap `lap`'s
+            // event. (The slot's line is in cache; the event's is not.)
+            let again = slot.state.load(Ordering::Relaxed);
+            if lap_of(again) != lap && !mutated!(BatchNoRecheck) {
+                // A later lap replaced it: decide again (it now says lagged).
                 continue;
             }
             // SAFETY: as above: alive while we are a batch reader.
             unsafe { Arc::increment_strong_count(p) };
             // SAFETY: the count we just took.
-            out.push(unsafe { Arc::from_raw(p) });
+            let event = unsafe { Arc::from_raw(p) };
+            protocol_assert!(
+                event.id == want,
+                "ring protocol violated: batch read of id {want} got id {}",
+                event.id
+            );
+            out.push(event);
             taken += 1;
             want += 1;
         };

@@ -94,8 +94,8 @@ pub mod mutation {
         /// readers that may hold it.
         NoBatchGuard = 10,
         /// A batch reader takes whatever event is in the slot without
-        /// checking that its id is the one it wants.
-        BatchNoIdCheck = 11,
+        /// re-checking the lap after loading the pointer.
+        BatchNoRecheck = 11,
         /// Retired events are released while a batch reader is active.
         ReclaimIgnoresReaders = 12,
     }
@@ -139,26 +139,6 @@ macro_rules! protocol_assert {
     ($($t:tt)*) => { debug_assert!($($t)*) };
 }
 pub(crate) use protocol_assert;
-
-/// Reads the id of an event behind a pointer from [`Arc::into_raw`].
-///
-/// # Safety
-/// The event is alive and its id's write happens before this read.
-#[cfg(not(nexus_loom))]
-pub(crate) unsafe fn event_id(event: *const crate::event::Event) -> u64 {
-    // SAFETY: forwarded from the caller.
-    unsafe { (*event).id }
-}
-
-/// Reads the id of an event behind a pointer from [`Arc::into_raw`].
-///
-/// # Safety
-/// As in normal builds.
-#[cfg(nexus_loom)]
-pub(crate) unsafe fn event_id(event: *const crate::event::Event) -> u64 {
-    // SAFETY: forwarded from the caller.
-    unsafe { crate::loom_support::Arc::with_shared(event, |e| e.id) }
-}
 
 /// Writes the id of an event allocated by the caller and not yet shared.
 ///
