@@ -216,7 +216,7 @@ print(f"soak {secs}s: {requests} http requests ({non2xx} non-2xx), "
       f"events published {f['published']}, deliveries {f['deliveries']} to "
       f"{f['clients']['sse']} SSE + {f['clients']['ws']} WS clients, "
       f"reconnects {f['reconnects']}, lag notices {f['lag_notices']} ({f['lagged_events']} events), "
-      f"429s {f['refused_429']}, WS close handshakes {f['ws_closes']['handshakes']} "
+      f"429s {f['refused_429']}, connect timeouts {f['connect_timeouts']} (client loop lag max {f['loop_lag_max_s']} s), WS close handshakes {f['ws_closes']['handshakes']} "
       f"({f['ws_closes']['handshake_timeouts']} timed out) + {f['ws_closes']['aborted']} aborted, RSS first/peak/last {r['first']}/{r['peak']}/{r['last']} MiB, "
       f"streams left {f['streams_left']} (after {f['streams_settle_s']} s), violations {f['violation_count']}")
 PY
