@@ -1,4 +1,10 @@
-"""Turns criterion estimates, the memory run and the HTTP runs into one Markdown report."""
+"""Turns criterion estimates, the memory run and the HTTP runs into one Markdown report.
+
+Run by benches/run.sh, which sets BENCH_RUN_STARTED (epoch seconds): estimates
+older than that come from an earlier run and are left out ("–"), never reported
+as this run's.
+"""
+import datetime
 import json
 import os
 import platform
@@ -6,13 +12,19 @@ import re
 import subprocess
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
-CRIT = os.path.join(ROOT, "target", "criterion")
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+CRIT = os.path.join(TARGET, "criterion")
+STARTED = float(os.environ.get("BENCH_RUN_STARTED", "0"))
+stale = []
 
 
 def mean_ns(group, impl, param=None):
     parts = [CRIT, group, impl] + ([str(param)] if param is not None else []) + ["new", "estimates.json"]
     path = os.path.join(*parts)
     if not os.path.exists(path):
+        return None
+    if os.path.getmtime(path) < STARTED:
+        stale.append(os.path.relpath(path, CRIT))
         return None
     with open(path) as f:
         return json.load(f)["mean"]["point_estimate"]
@@ -47,9 +59,26 @@ def machine():
     return f"{cpu}, {cores} vCPU, {platform.system()} {platform.release()}, {rustc}"
 
 
+def git(*args):
+    return subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True).stdout.strip()
+
+
+def run():
+    """When and from which commit this report's numbers were measured."""
+    if not STARTED:
+        return "not from benches/run.sh: every estimate found in the target directory, of unknown runs"
+    when = datetime.datetime.fromtimestamp(STARTED, datetime.timezone.utc)
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown commit"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += " with uncommitted changes"
+    quick = " (QUICK=1: short criterion runs)" if os.environ.get("BENCH_QUICK") == "1" else ""
+    return f"{when:%Y-%m-%d %H:%M} UTC, commit {commit}{quick}"
+
+
 out = []
 out.append("# Benchmark results\n")
-out.append(f"Machine: {machine()}.  \nReproduce: `benches/run.sh` (criterion means; lower is better).\n")
+out.append(f"Run: {run()}.  \nMachine: {machine()}.  \n"
+           "Reproduce: `benches/run.sh` (criterion means; lower is better; – = not measured in this run).\n")
 
 impls = ["nexus", "tokio-broadcast", "go-port", "arc-swap-ring", "floor"]
 out.append("## Publish, with idle subscribers attached (per event)\n")
@@ -86,7 +115,7 @@ for i in ["nexus", "arc-swap-ring", "floor"]:
     a, b = mean_ns("publish-after-threads", i, 0), mean_ns("publish-after-threads", i, 128)
     out.append(f"| {i} | {fmt(a)} | {fmt(b)} | {ratio(b, a)} |")
 
-mem = os.path.join(ROOT, "target", "memory.txt")
+mem = os.path.join(TARGET, "memory.txt")
 if os.path.exists(mem):
     out.append("\n## Heap per retained event (capacity 4096, 4 subscribers)\n")
     out.append("| impl | bytes/event |")
@@ -104,9 +133,11 @@ if mw["bare"]:
     add = lambda x: "–" if x is None else fmt(x - mw["bare"])
     out.append(f"| {fmt(mw['bare'])} | {fmt(mw['nexus'])} | {fmt(mw['tower-http-trace'])} | {add(mw['nexus'])} | {add(mw['tower-http-trace'])} |")
 
-http = os.path.join(ROOT, "target", "http.txt")
+http = os.path.join(TARGET, "http.txt")
 if os.path.exists(http):
     out.append("\n## HTTP overhead (hello world, wrk from a second process on 127.0.0.1)\n")
     out.append(open(http).read().strip())
 
+if stale:
+    out.append(f"\n{len(stale)} criterion estimates older than this run were left out ({', '.join(sorted(stale)[:5])}{'…' if len(stale) > 5 else ''}).")
 print("\n".join(out))

@@ -1,5 +1,6 @@
 //! Hello-world actix-web server for the HTTP overhead runs (`benches/http.sh`).
-//! `hello_actix <port> bare|nexus|logger`
+//! `hello_actix <port> bare|nexus|logger`; port 0 lets the system pick one.
+//! Prints `listening on <addr>` once it accepts connections.
 use actix_web::middleware::{Condition, Logger};
 use actix_web::{web, App, HttpServer};
 use nexus_trace_actix::NexusTrace;
@@ -17,7 +18,7 @@ async fn main() -> std::io::Result<()> {
     }
     let bus = Bus::new(4096);
     let (nexus, logger) = (mode == "nexus", mode == "logger");
-    HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .route("/hello/{name}", web::get().to(|| async { "hello" }))
             .wrap(Condition::new(
@@ -27,9 +28,9 @@ async fn main() -> std::io::Result<()> {
             .wrap(Condition::new(logger, Logger::default()))
     })
     .workers(std::thread::available_parallelism().map_or(1, |n| n.get()))
-    .bind(("127.0.0.1", port))?
-    .run()
-    .await
+    .bind(("127.0.0.1", port))?;
+    println!("listening on {}", server.addrs()[0]);
+    server.run().await
 }
 
 static SINK: Sink = Sink;

@@ -1,5 +1,6 @@
 //! Hello-world axum server for the HTTP overhead runs (`benches/http.sh`).
-//! `hello_axum <port> bare|nexus|tower-http`
+//! `hello_axum <port> bare|nexus|tower-http`; port 0 lets the system pick one.
+//! Prints `listening on <addr>` once it accepts connections.
 use axum::{routing::get, Router};
 use nexus_trace_axum::NexusTraceLayer;
 use nexus_trace_core::Bus;
@@ -25,5 +26,6 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind");
+    println!("listening on {}", listener.local_addr().expect("bound"));
     axum::serve(listener, app).await.expect("serve");
 }
