@@ -463,6 +463,15 @@ pub fn banner(
     }
 }
 
+/// The README's Rust examples, compiled as doc tests of this crate, whose
+/// dependencies and dev-dependencies cover every crate they use (axum,
+/// actix-web, the core, the adapters, the OTLP exporter and the `tracing`
+/// bridge): `cargo test --doc -p nexus-trace-demo`. Examples that start a
+/// server are `no_run` (compiled, not run); the others also run.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeExamples;
+
 #[cfg(test)]
 mod tests {
     use super::*;
