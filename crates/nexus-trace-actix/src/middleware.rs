@@ -11,7 +11,7 @@ use actix_web::{Error, HttpMessage};
 use nexus_trace_core::context::Scoped;
 use nexus_trace_core::web::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
 use nexus_trace_core::web::{is_nexus_path, TRACEPARENT_HEADER, TRACE_ID_HEADER};
-use nexus_trace_core::Bus;
+use nexus_trace_core::{Bus, Text};
 
 use crate::body::TracedBody;
 
@@ -41,20 +41,20 @@ impl NexusTrace {
     }
 
     /// The service name recorded on every event.
-    pub fn service(mut self, name: impl Into<String>) -> Self {
-        self.config.service = Arc::from(name.into());
+    pub fn service(mut self, name: impl Into<Text>) -> Self {
+        self.config.service = name.into();
         self
     }
 
     /// A fixed endpoint name instead of the route pattern.
-    pub fn endpoint(mut self, name: impl Into<String>) -> Self {
-        self.config.endpoint = Some(Arc::from(name.into()));
+    pub fn endpoint(mut self, name: impl Into<Text>) -> Self {
+        self.config.endpoint = Some(name.into());
         self
     }
 
     /// The transport label (default `http`).
-    pub fn transport(mut self, transport: impl Into<String>) -> Self {
-        self.config.transport = Arc::from(transport.into());
+    pub fn transport(mut self, transport: impl Into<Text>) -> Self {
+        self.config.transport = transport.into();
         self
     }
 

@@ -64,8 +64,8 @@ async fn builders_and_body_end() {
         ("svc", "/users/{id}")
     );
     assert_eq!((end.transport.as_str(), end.status), ("h1", 200));
-    assert_eq!(end.meta["query"], "page=2");
-    assert!(end.error.is_empty() && !end.meta.contains_key("aborted"));
+    assert_eq!(end.attrs["query"], "page=2");
+    assert!(end.error.is_empty() && !end.attrs.contains_key("aborted"));
 }
 
 #[actix_rt::test]

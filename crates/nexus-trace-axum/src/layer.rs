@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use nexus_trace_core::web::request::TraceConfig;
-use nexus_trace_core::Bus;
+use nexus_trace_core::{Bus, Text};
 use tower_layer::Layer;
 
 use crate::service::NexusTrace;
@@ -27,20 +27,20 @@ impl NexusTraceLayer {
     }
 
     /// The service name recorded on every event.
-    pub fn service(mut self, name: impl Into<String>) -> Self {
-        self.config.service = Arc::from(name.into());
+    pub fn service(mut self, name: impl Into<Text>) -> Self {
+        self.config.service = name.into();
         self
     }
 
     /// A fixed endpoint name instead of the route template.
-    pub fn endpoint(mut self, name: impl Into<String>) -> Self {
-        self.config.endpoint = Some(Arc::from(name.into()));
+    pub fn endpoint(mut self, name: impl Into<Text>) -> Self {
+        self.config.endpoint = Some(name.into());
         self
     }
 
     /// The transport label (default `http`).
-    pub fn transport(mut self, transport: impl Into<String>) -> Self {
-        self.config.transport = Arc::from(transport.into());
+    pub fn transport(mut self, transport: impl Into<Text>) -> Self {
+        self.config.transport = transport.into();
         self
     }
 

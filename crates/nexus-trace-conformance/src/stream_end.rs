@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use nexus_trace_core::{Bus, Event, Kind};
+use nexus_trace_core::{Bus, Event, Kind, Text};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
@@ -362,7 +362,8 @@ async fn stalling_socket(server: &Server) -> tokio::net::TcpStream {
 
 /// Publishes 4 KiB events until `ok` holds for the stats.
 async fn publish_until(server: &Server, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let fat = "x".repeat(4096);
+    // One shared text: each event still serialises to 4 KiB.
+    let fat = Text::from("x".repeat(4096));
     let deadline = Instant::now() + 30 * SECOND;
     loop {
         for _ in 0..32 {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use nexus_trace_core::{Event, Kind};
+use nexus_trace_core::{Event, Text};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -484,11 +484,7 @@ pub(crate) fn publish_logs_with<M: AsRef<str>>(
     messages: impl IntoIterator<Item = M>,
 ) {
     for m in messages {
-        server.bus.publish(Event {
-            kind: Kind::Log,
-            message: m.as_ref().into(),
-            ..Event::default()
-        });
+        server.bus.publish(Event::log(Text::copy(m.as_ref())));
     }
 }
 

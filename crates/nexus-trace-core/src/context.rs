@@ -35,7 +35,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Instant, SystemTime};
 
 use crate::bus::Bus;
-use crate::event::{Event, Kind};
+use crate::event::{Event, Kind, Text};
 use crate::traceparent::{SpanId, TraceId, TraceParent};
 
 /// The server-side span of one request: who it is and when it started.
@@ -48,9 +48,9 @@ pub struct Span {
     /// The caller's span id from an incoming `traceparent`, if any.
     pub parent_id: Option<SpanId>,
     /// The service name events are attributed to.
-    pub service: String,
+    pub service: Text,
     /// The endpoint (route template), e.g. `GET /users/{id}`.
-    pub endpoint: String,
+    pub endpoint: Text,
     /// When the request started (monotonic, for durations).
     pub start: Instant,
     /// When the request started (wall clock, for timestamps).
@@ -59,7 +59,7 @@ pub struct Span {
 
 impl Span {
     /// A new root span with fresh ids, starting now.
-    pub fn new(service: impl Into<String>, endpoint: impl Into<String>) -> Span {
+    pub fn new(service: impl Into<Text>, endpoint: impl Into<Text>) -> Span {
         Span {
             trace_id: TraceId::random(),
             span_id: SpanId::random(),
@@ -79,12 +79,13 @@ impl Span {
     }
 
     /// An event of `kind` carrying this span's trace id, span id, parent id,
-    /// service and endpoint.
+    /// service and endpoint. Allocates nothing: the ids are binary and the
+    /// names shared.
     pub fn event(&self, kind: Kind) -> Event {
         Event {
-            trace_id: self.trace_id.to_string(),
-            span_id: self.span_id.to_string(),
-            parent_id: self.parent_id.map(|p| p.to_string()).unwrap_or_default(),
+            trace_id: self.trace_id.into(),
+            span_id: self.span_id.into(),
+            parent_id: self.parent_id.into(),
             kind,
             service: self.service.clone(),
             endpoint: self.endpoint.clone(),
@@ -107,9 +108,6 @@ pub struct TraceContext {
 struct Inner {
     span: Span,
     bus: Bus,
-    /// The span's fields already formatted, cloned into every event; made
-    /// on first use (most requests record nothing beyond start and end).
-    template: std::sync::OnceLock<Event>,
 }
 
 impl fmt::Debug for TraceContext {
@@ -124,11 +122,7 @@ impl TraceContext {
     /// Bundles a span with the bus its events are published to.
     pub fn new(bus: Bus, span: Span) -> TraceContext {
         TraceContext {
-            inner: std::sync::Arc::new(Inner {
-                span,
-                bus,
-                template: std::sync::OnceLock::new(),
-            }),
+            inner: std::sync::Arc::new(Inner { span, bus }),
         }
     }
 
@@ -150,14 +144,7 @@ impl TraceContext {
     /// An event of `kind` already carrying this request's trace id, span id,
     /// parent id, service and endpoint.
     pub fn event(&self, kind: Kind) -> Event {
-        let template = self
-            .inner
-            .template
-            .get_or_init(|| self.inner.span.event(Kind::Log));
-        Event {
-            kind,
-            ..template.clone()
-        }
+        self.inner.span.event(kind)
     }
 
     /// Publishes a prepared event to this context's bus.
@@ -168,20 +155,23 @@ impl TraceContext {
     /// Records a downstream call (DB query, outbound HTTP, queue publish) that
     /// started at `start` and ends now, as a child span of this request.
     /// Returns the event id. The port of Go's `trace.Record`.
+    ///
+    /// A `&'static str` name costs nothing; the event is the one allocation
+    /// (two with an error text longer than 22 bytes).
     pub fn record<E: fmt::Display + ?Sized>(
         &self,
-        name: &str,
+        name: impl Into<Text>,
         start: Instant,
         err: Option<&E>,
     ) -> u64 {
         let elapsed = start.elapsed();
         let mut event = self.event(Kind::Downstream);
-        event.parent_id = event.span_id;
-        event.span_id = SpanId::random().to_string();
-        event.message = name.to_owned();
+        event.parent_id = self.inner.span.span_id.into();
+        event.span_id = SpanId::random().into();
+        event.message = name.into();
         event.set_duration(elapsed);
         if let Some(err) = err {
-            event.error = err.to_string();
+            event.error = err.to_string().into();
         }
         event.timestamp = SystemTime::now()
             .checked_sub(elapsed)
@@ -192,7 +182,7 @@ impl TraceContext {
     /// [`record`](TraceContext::record) taking the call's `Result`.
     pub fn record_result<T, E: fmt::Display>(
         &self,
-        name: &str,
+        name: impl Into<Text>,
         start: Instant,
         result: &Result<T, E>,
     ) -> u64 {
@@ -200,7 +190,7 @@ impl TraceContext {
     }
 
     /// Publishes a `log` event on this request's trace.
-    pub fn log(&self, message: impl Into<String>) -> u64 {
+    pub fn log(&self, message: impl Into<Text>) -> u64 {
         let mut event = self.event(Kind::Log);
         event.message = message.into();
         self.publish(event)
@@ -256,7 +246,7 @@ pub fn propagate<F: Future>(future: F) -> Scoped<F> {
 /// Records a downstream call on the current request, if there is one.
 /// Returns the event id, or `None` outside a request.
 pub fn record<E: fmt::Display + ?Sized>(
-    name: &str,
+    name: impl Into<Text>,
     start: Instant,
     err: Option<&E>,
 ) -> Option<u64> {
@@ -265,7 +255,7 @@ pub fn record<E: fmt::Display + ?Sized>(
 
 /// [`record`] taking the call's `Result`.
 pub fn record_result<T, E: fmt::Display>(
-    name: &str,
+    name: impl Into<Text>,
     start: Instant,
     result: &Result<T, E>,
 ) -> Option<u64> {
@@ -273,7 +263,7 @@ pub fn record_result<T, E: fmt::Display>(
 }
 
 /// Publishes a `log` event on the current request, if there is one.
-pub fn log(message: impl Into<String>) -> Option<u64> {
+pub fn log(message: impl Into<Text>) -> Option<u64> {
     with_current(|ctx| ctx.map(|ctx| ctx.log(message)))
 }
 
@@ -370,8 +360,8 @@ mod tests {
         let bus = Bus::new(16);
         let mut sub = bus.subscribe(0);
         let c = ctx(&bus);
-        let trace = c.trace_id().to_string();
-        let span = c.span().span_id.to_string();
+        let trace = c.trace_id();
+        let span = c.span().span_id;
         futures::executor::block_on(scope(c, async {
             let start = Instant::now();
             let err = std::io::Error::other("connection reset");
@@ -386,6 +376,7 @@ mod tests {
         assert_eq!(e.message, "db.users.get");
         assert_eq!(e.error, "connection reset");
         assert_eq!((e.service.as_str(), e.endpoint.as_str()), ("svc", "GET /x"));
+        assert!(e.span_id.id().is_some());
     }
 
     #[test]
@@ -393,7 +384,7 @@ mod tests {
         let bus = Bus::new(16);
         let mut sub = bus.subscribe(0);
         let c = ctx(&bus);
-        let trace = c.trace_id().to_string();
+        let trace = c.trace_id();
         let spawned = {
             let _entered = c.enter();
             propagate(async { log("hi") })

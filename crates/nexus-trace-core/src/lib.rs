@@ -26,11 +26,11 @@
 //! in the repository's `loom-tests/` check it.
 //!
 //! ```
-//! use nexus_trace_core::{Bus, Event, Kind, TryRecvError};
+//! use nexus_trace_core::{Bus, Event, TryRecvError};
 //!
 //! let bus = Bus::new(4);
 //! for i in 0..6 {
-//!     bus.publish(Event { kind: Kind::Log, message: format!("m{i}"), ..Event::default() });
+//!     bus.publish(Event::log(format!("m{i}")));
 //! }
 //! let mut sub = bus.subscribe(0); // replay from the start
 //! assert_eq!(sub.try_recv().unwrap_err(), TryRecvError::Lagged(2)); // ids 1, 2 are gone
@@ -55,7 +55,7 @@ pub mod web;
 
 pub use bus::{Bus, CapacityError, Counters};
 pub use context::{current, record, scope, Span, TraceContext};
-pub use event::{Event, Kind};
+pub use event::{Attrs, Event, Kind, Method, Text, WireId};
 pub use subscription::{RecvError, RecvTimeoutError, Subscription, TryRecvError};
 pub use sync::Arc;
 pub use traceparent::{SpanId, TraceId, TraceParent};

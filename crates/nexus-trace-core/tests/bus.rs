@@ -13,7 +13,7 @@ use proptest::prelude::*;
 fn ev(n: u64) -> Event {
     Event {
         kind: Kind::Log,
-        message: format!("m{n}"),
+        message: format!("m{n}").into(),
         ..Event::default()
     }
 }

@@ -516,11 +516,11 @@ mod tests {
             (e.kind.as_str(), e.message.as_str()),
             ("downstream", "db.users.get")
         );
-        assert_eq!(e.trace_id, ctx.trace_id().to_string());
-        assert_eq!(e.parent_id, ctx.span().span_id.to_string());
+        assert_eq!(e.trace_id, ctx.trace_id());
+        assert_eq!(e.parent_id, ctx.span().span_id);
         assert!(e.duration_ns > 0);
         assert!(e.error.is_empty());
-        assert_eq!(e.meta["db.system"], "sqlite");
+        assert_eq!(e.attrs["db.system"], "sqlite");
 
         // A failing query records its error on the event.
         let broken = shop.query(

@@ -8,7 +8,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
-use nexus_trace_core::{Event, Kind, SpanId, TraceId};
+use nexus_trace_core::event::Value as Attr;
+use nexus_trace_core::{Event, Kind, SpanId};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::common::v1::{
@@ -152,9 +153,10 @@ impl Assembler {
             end_ts.max(start_ns)
         };
 
-        let mut attributes = Vec::with_capacity(5 + ev.meta.len());
-        if !ev.method.is_empty() {
-            attributes.push(kv("http.request.method", string(&ev.method)));
+        let method = ev.method.as_ref().map_or("", |m| m.as_str());
+        let mut attributes = Vec::with_capacity(5 + ev.attrs.len());
+        if !method.is_empty() {
+            attributes.push(kv("http.request.method", string(method)));
         }
         if !ev.path.is_empty() {
             attributes.push(kv("url.path", string(&ev.path)));
@@ -177,13 +179,13 @@ impl Assembler {
             };
             attributes.push(kv("error.type", Any::StringValue(error_type)));
         }
-        for (k, v) in &ev.meta {
+        for (k, v) in &ev.attrs {
             let key = if k == "query" {
                 "url.query"
             } else {
                 k.as_str()
             };
-            if let Some(v) = any(v) {
+            if let Some(v) = attr_value(v) {
                 attributes.push(kv(key, v));
             }
         }
@@ -195,19 +197,19 @@ impl Assembler {
             let message = if ev.error.is_empty() {
                 format!("HTTP {}", ev.status)
             } else {
-                ev.error.clone()
+                ev.error.to_string()
             };
             error_status(message)
         } else {
             None
         };
         Some(Item {
-            service: ev.service.clone(),
+            service: ev.service.to_string(),
             span: Span {
                 trace_id: key.0.to_vec(),
                 span_id: key.1.to_vec(),
-                parent_span_id: span_id(&ev.parent_id).map_or_else(Vec::new, |p| p.to_vec()),
-                name: server_name(&ev.method, &ev.endpoint),
+                parent_span_id: parent_span_id(ev),
+                name: server_name(method, &ev.endpoint),
                 kind: SpanKind::Server as i32,
                 start_time_unix_nano: start_ns,
                 end_time_unix_nano: end_ns,
@@ -233,9 +235,9 @@ impl Assembler {
             return;
         }
         let mut attributes: Vec<KeyValue> = ev
-            .meta
+            .attrs
             .iter()
-            .filter_map(|(k, v)| any(v).map(|v| kv(k, v)))
+            .filter_map(|(k, v)| attr_value(v).map(|v| kv(k, v)))
             .collect();
         if !ev.error.is_empty() {
             attributes.push(kv("error", string(&ev.error)));
@@ -245,7 +247,7 @@ impl Assembler {
             name: if ev.message.is_empty() {
                 "log".to_owned()
             } else {
-                ev.message.clone()
+                ev.message.to_string()
             },
             attributes,
             dropped_attributes_count: 0,
@@ -255,30 +257,30 @@ impl Assembler {
 
 /// A `downstream` event as a finished child span.
 fn downstream(ev: &Event) -> Option<Item> {
-    let trace_id = trace_id(&ev.trace_id)?;
-    let own = span_id(&ev.span_id).unwrap_or_else(|| SpanId::random().to_bytes());
+    let trace_id = ev.trace_id.id()?.to_bytes();
+    let own = ev.span_id.id().unwrap_or_else(SpanId::random).to_bytes();
     let start_ns = unix_nanos(ev.timestamp);
     let mut kind = SpanKind::Client;
-    let mut attributes = Vec::with_capacity(ev.meta.len());
-    for (k, v) in &ev.meta {
+    let mut attributes = Vec::with_capacity(ev.attrs.len());
+    for (k, v) in &ev.attrs {
         if k == "otel.kind" {
             kind = v.as_str().and_then(span_kind).unwrap_or(kind);
             continue;
         }
-        if let Some(v) = any(v) {
+        if let Some(v) = attr_value(v) {
             attributes.push(kv(k, v));
         }
     }
     Some(Item {
-        service: ev.service.clone(),
+        service: ev.service.to_string(),
         span: Span {
             trace_id: trace_id.to_vec(),
             span_id: own.to_vec(),
-            parent_span_id: span_id(&ev.parent_id).map_or_else(Vec::new, |p| p.to_vec()),
+            parent_span_id: parent_span_id(ev),
             name: if ev.message.is_empty() {
                 "downstream".to_owned()
             } else {
-                ev.message.clone()
+                ev.message.to_string()
             },
             kind: kind as i32,
             start_time_unix_nano: start_ns,
@@ -287,7 +289,7 @@ fn downstream(ev: &Event) -> Option<Item> {
             status: if ev.error.is_empty() {
                 None
             } else {
-                error_status(ev.error.clone())
+                error_status(ev.error.to_string())
             },
             ..Span::default()
         },
@@ -329,16 +331,16 @@ fn error_status(message: String) -> Option<Status> {
     })
 }
 
+/// The request's trace and span ids, if both are W3C ids (an event from
+/// elsewhere may carry text ids, which OTLP cannot take).
 fn key(ev: &Event) -> Option<Key> {
-    Some((trace_id(&ev.trace_id)?, span_id(&ev.span_id)?))
+    Some((ev.trace_id.id()?.to_bytes(), ev.span_id.id()?.to_bytes()))
 }
 
-fn trace_id(s: &str) -> Option<[u8; 16]> {
-    s.parse::<TraceId>().ok().map(|t| t.to_bytes())
-}
-
-fn span_id(s: &str) -> Option<[u8; 8]> {
-    s.parse::<SpanId>().ok().map(|s| s.to_bytes())
+fn parent_span_id(ev: &Event) -> Vec<u8> {
+    ev.parent_id
+        .id()
+        .map_or_else(Vec::new, |p| p.to_bytes().to_vec())
 }
 
 fn unix_nanos(t: SystemTime) -> u64 {
@@ -363,7 +365,20 @@ fn string(s: &str) -> Any {
     Any::StringValue(s.to_owned())
 }
 
-/// A JSON meta value as an attribute value; `null` has none.
+/// An event attribute as an OTLP attribute value.
+fn attr_value(v: &Attr) -> Option<Any> {
+    Some(match v {
+        Attr::Bool(b) => Any::BoolValue(*b),
+        Attr::I64(i) => Any::IntValue(*i),
+        // Beyond OTLP's int64.
+        Attr::U64(u) => Any::DoubleValue(*u as f64),
+        Attr::F64(f) => Any::DoubleValue(*f),
+        Attr::Str(s) => Any::StringValue(s.to_string()),
+        Attr::Json(v) => return any(v),
+    })
+}
+
+/// A JSON value as an attribute value; `null` has none.
 fn any(v: &Value) -> Option<Any> {
     Some(match v {
         Value::Null => return None,
@@ -573,9 +588,9 @@ mod tests {
         assert!(asm.on_event(&ev, &mut noted).is_none());
         // A downstream event without a span id (Go-shaped) gets a fresh one.
         let mut ev = Event::new(Kind::Downstream);
-        ev.trace_id = TraceId::random().to_string();
-        ev.meta.insert("otel.kind".into(), json!("internal"));
-        ev.meta.insert("rows".into(), json!(3));
+        ev.trace_id = nexus_trace_core::TraceId::random().into();
+        ev.attrs.insert("otel.kind", "internal");
+        ev.attrs.insert("rows", 3);
         let item = asm.on_event(&ev, &mut noted).unwrap();
         assert_eq!(item.span.span_id.len(), 8);
         assert_eq!(item.span.kind, SpanKind::Internal as i32);

@@ -148,7 +148,7 @@ fn info<'a>(
 
 fn config(service: &str) -> TraceConfig {
     TraceConfig {
-        service: service.into(),
+        service: nexus_trace_core::Text::copy(service),
         ..TraceConfig::default()
     }
 }

@@ -41,7 +41,7 @@
 //! let query = sub.try_recv().unwrap();
 //! assert_eq!((query.kind.as_str(), query.message.as_str()), ("downstream", "db.users.get"));
 //! assert_eq!(query.parent_id, log.span_id); // the request's span
-//! assert_eq!(query.meta["user"], 7);
+//! assert_eq!(query.attrs["user"], 7);
 //! ```
 //!
 //! # Filtering
@@ -63,12 +63,11 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::time::{Instant, SystemTime};
 
-use nexus_trace_core::{context, Bus, Event, Kind, SpanId, TraceContext};
-use serde_json::Value;
+use nexus_trace_core::event::Value;
+use nexus_trace_core::{context, Attrs, Bus, Event, Kind, SpanId, Text, TraceContext};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::Subscriber;
@@ -151,7 +150,7 @@ struct SpanData {
     trace: TraceContext,
     start: Instant,
     started_at: SystemTime,
-    fields: BTreeMap<String, Value>,
+    fields: Attrs,
     error: Option<String>,
 }
 
@@ -188,7 +187,7 @@ where
             trace,
             start: Instant::now(),
             started_at: SystemTime::now(),
-            fields: BTreeMap::new(),
+            fields: Attrs::new(),
             error: None,
         };
         attrs.record(&mut SpanVisitor(&mut data));
@@ -218,11 +217,11 @@ where
             Some(trace) => trace.event(Kind::Log),
             None => Event::new(Kind::Log),
         };
-        ev.error = visitor.error.take().unwrap_or_default();
-        ev.message = visitor.message();
-        ev.meta
-            .insert("level".into(), Value::from(meta.level().as_str()));
-        ev.meta.insert("target".into(), Value::from(meta.target()));
+        ev.error = visitor.error.take().unwrap_or_default().into();
+        ev.message = visitor.message().into();
+        // The level's name and the target are static strings: no copies.
+        ev.attrs.insert("level", meta.level().as_str());
+        ev.attrs.insert("target", meta.target());
         guarded(|| {
             match &trace {
                 Some(trace) => trace.publish(ev),
@@ -237,13 +236,12 @@ where
             return;
         };
         let mut ev = data.trace.event(Kind::Downstream);
-        ev.parent_id = std::mem::take(&mut ev.span_id);
-        ev.span_id = SpanId::random().to_string();
-        ev.message = span.name().to_owned();
+        ev.parent_id = std::mem::replace(&mut ev.span_id, SpanId::random().into());
+        ev.message = span.name().into();
         ev.set_duration(data.start.elapsed());
         ev.timestamp = data.started_at;
-        ev.error = data.error.unwrap_or_default();
-        ev.meta = data.fields;
+        ev.error = data.error.unwrap_or_default().into();
+        ev.attrs = data.fields;
         guarded(|| {
             data.trace.publish(ev);
         });
@@ -257,11 +255,11 @@ impl SpanVisitor<'_> {
     fn put(&mut self, field: &Field, value: Value) {
         if field.name() == "error" {
             self.0.error = Some(match value {
-                Value::String(s) => s,
-                other => other.to_string(),
+                Value::Str(s) => s.into(),
+                other => other.to_json().to_string(),
             });
         } else {
-            self.0.fields.insert(field.name().to_owned(), value);
+            self.0.fields.insert(field.name(), value);
         }
     }
 }
@@ -280,7 +278,7 @@ impl Visit for SpanVisitor<'_> {
         self.put(field, Value::from(value));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, Value::from(value));
+        self.put(field, Value::Str(Text::copy(value)));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.put(field, Value::from(value.to_string()));

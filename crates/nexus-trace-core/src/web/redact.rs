@@ -1,6 +1,8 @@
 //! What of a request may enter the bus: the path (length-capped), never the
 //! query string unless asked for, and then with sensitive values redacted.
 
+use crate::event::Text;
+
 /// Longest path kept in an event, in bytes.
 pub const MAX_PATH: usize = 2048;
 /// Longest client-supplied string (query, header-derived value) kept.
@@ -35,10 +37,20 @@ pub fn cap(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
+/// [`cap`] into an event's [`Text`]: a copy of `s` (inline when short),
+/// without an intermediate `String` unless it has to be cut.
+pub fn capture(s: &str, max: usize) -> Text {
+    if s.len() <= max {
+        Text::copy(s)
+    } else {
+        Text::from(cap(s, max))
+    }
+}
+
 /// The path as it appears in events: as received (still percent-encoded, so
 /// invalid encodings are kept verbatim), capped at [`MAX_PATH`].
-pub fn capture_path(path: &str) -> String {
-    cap(path, MAX_PATH)
+pub fn capture_path(path: &str) -> Text {
+    capture(path, MAX_PATH)
 }
 
 /// Does this query key look like it carries a secret?

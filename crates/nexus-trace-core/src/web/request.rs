@@ -3,14 +3,16 @@
 //! however the request finishes (response body completed, handler error,
 //! panic, client gone).
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::context::{Span, TraceContext};
-use crate::event::Kind;
+use crate::event::{Attrs, Kind, Method, Text};
 use crate::traceparent::TraceParent;
 use crate::web::redact;
 use crate::Bus;
+
+/// Longest method kept in an event, in bytes.
+const MAX_METHOD: usize = 32;
 
 /// Status recorded when the client went away before a response existed
 /// (the nginx convention "client closed request").
@@ -20,11 +22,11 @@ pub const STATUS_CLIENT_CLOSED: u16 = 499;
 #[derive(Debug, Clone)]
 pub struct TraceConfig {
     /// Service name on every event.
-    pub service: Arc<str>,
+    pub service: Text,
     /// Transport label (`http` by default).
-    pub transport: Arc<str>,
+    pub transport: Text,
     /// A fixed endpoint name instead of the route template.
-    pub endpoint: Option<Arc<str>>,
+    pub endpoint: Option<Text>,
     /// Record the query string (sensitive values redacted). Off by default.
     pub capture_query: bool,
 }
@@ -32,8 +34,8 @@ pub struct TraceConfig {
 impl Default for TraceConfig {
     fn default() -> Self {
         TraceConfig {
-            service: Arc::from(""),
-            transport: Arc::from("http"),
+            service: Text::EMPTY,
+            transport: Text::from_static("http"),
             endpoint: None,
             capture_query: false,
         }
@@ -102,13 +104,13 @@ impl RequestTrace {
     /// `traceparent`, else a fresh W3C trace id) and publishes `request.start`.
     pub fn start(bus: &Bus, config: &TraceConfig, req: RequestInfo<'_>) -> RequestTrace {
         let endpoint = match (&config.endpoint, req.route) {
-            (Some(fixed), _) => fixed.to_string(),
+            (Some(fixed), _) => fixed.clone(),
             (None, Some(route)) => redact::capture_path(route),
             // No route matched (404s, or a layer outside the router): the
             // path itself, capped, so the endpoint is never empty.
             (None, None) => redact::capture_path(req.path),
         };
-        let mut span = Span::new(config.service.to_string(), endpoint);
+        let mut span = Span::new(config.service.clone(), endpoint);
         if let Some(parent) = req
             .traceparent
             .and_then(|raw| std::str::from_utf8(raw).ok())
@@ -118,13 +120,15 @@ impl RequestTrace {
         }
         let mut template = span.event(Kind::RequestStart);
         let ctx = TraceContext::new(bus.clone(), span);
-        template.transport = config.transport.to_string();
-        template.method = redact::cap(req.method, 32);
+        template.transport = config.transport.clone();
+        template.method = Some(match req.method {
+            m if m.len() <= MAX_METHOD => Method::parse(m),
+            m => Method::Other(redact::capture(m, MAX_METHOD)),
+        });
         template.path = redact::capture_path(req.path);
         if let (true, Some(q)) = (config.capture_query, req.query) {
             if !q.is_empty() {
-                let q = serde_json::Value::String(redact::redact_query(q));
-                template.meta.insert("query".into(), q);
+                template.attrs.insert("query", redact::redact_query(q));
             }
         }
         let mut start = template.clone();
@@ -172,17 +176,12 @@ impl RequestTrace {
         };
         self.end(status, error, |meta| {
             if body_failed {
-                meta.insert("bodyError".into(), true.into());
+                meta.insert("bodyError", true);
             }
         });
     }
 
-    fn end(
-        &mut self,
-        status: u16,
-        error: String,
-        meta: impl FnOnce(&mut std::collections::BTreeMap<String, serde_json::Value>),
-    ) {
+    fn end(&mut self, status: u16, error: String, meta: impl FnOnce(&mut Attrs)) {
         if self.ended {
             return;
         }
@@ -190,10 +189,10 @@ impl RequestTrace {
         let mut event = std::mem::take(&mut *self.template);
         event.kind = Kind::RequestEnd;
         event.status = status;
-        event.error = redact::cap(&error, redact::MAX_FIELD);
+        event.error = redact::capture(&error, redact::MAX_FIELD);
         event.set_duration(self.ctx.span().start.elapsed());
         event.timestamp = SystemTime::now();
-        meta(&mut event.meta);
+        meta(&mut event.attrs);
         self.ctx.publish(event);
     }
 
@@ -214,7 +213,7 @@ impl RequestTrace {
     /// `handler panicked`, meta `panic: true`).
     pub fn finish_panicked(&mut self) {
         self.end(500, "handler panicked".into(), |meta| {
-            meta.insert("panic".into(), true.into());
+            meta.insert("panic", true);
         });
     }
 
@@ -258,7 +257,7 @@ impl Drop for RequestTrace {
                 self.status
             };
             self.end(status, "client disconnected".into(), |meta| {
-                meta.insert("aborted".into(), true.into());
+                meta.insert("aborted", true);
             });
         }
     }
@@ -305,8 +304,9 @@ mod tests {
         assert_eq!(ev[0].endpoint, "/users/{id}");
         assert_eq!(ev[0].path, "/users/7");
         assert_eq!(ev[0].transport, "http");
-        assert!(ev[0].meta.is_empty(), "no query by default");
-        assert_eq!(ev[0].trace_id.len(), 32);
+        assert!(ev[0].attrs.is_empty(), "no query by default");
+        assert!(ev[0].trace_id.id().is_some());
+        assert_eq!(ev[0].method, Some(Method::Get));
     }
 
     #[test]
@@ -321,7 +321,7 @@ mod tests {
         let ev = all(&mut sub);
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[1].status, STATUS_CLIENT_CLOSED);
-        assert_eq!(ev[1].meta["aborted"], true);
+        assert_eq!(ev[1].attrs["aborted"], true);
     }
 
     #[test]
@@ -367,7 +367,7 @@ mod tests {
         };
         drop(RequestTrace::start(&bus, &config, info(None)));
         let ev = all(&mut sub);
-        let q = ev[0].meta["query"].as_str().unwrap();
+        let q = ev[0].attrs["query"].as_str().unwrap();
         assert!(q.contains("page=2") && !q.contains("abc"), "{q}");
     }
 }
