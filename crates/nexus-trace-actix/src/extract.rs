@@ -7,6 +7,12 @@ use nexus_trace_core::TraceContext;
 
 /// Extracts the request's [`TraceContext`] (span and bus).
 ///
+/// The middleware does not store the context in the request's extensions
+/// (that would cost an allocation per request): the extractor takes
+/// [`current()`](nexus_trace_core::current), which the middleware sets
+/// while it polls the request's future, and a `TraceContext` in the
+/// extensions if one was put there.
+///
 /// Without the [`NexusTrace`](crate::NexusTrace) middleware around the
 /// route, the request fails with a 500 that says so; use `Option<Trace>` to
 /// make the middleware optional.
@@ -61,6 +67,7 @@ impl FromRequest for Trace {
             req.extensions()
                 .get::<TraceContext>()
                 .cloned()
+                .or_else(nexus_trace_core::current)
                 .map(Trace)
                 .ok_or(MissingTraceMiddleware),
         )

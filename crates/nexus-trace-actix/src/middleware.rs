@@ -7,13 +7,18 @@ use std::task::{Context, Poll};
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{Error, HttpMessage};
+use actix_web::Error;
 use nexus_trace_core::context::Scoped;
 use nexus_trace_core::web::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
 use nexus_trace_core::web::{is_nexus_path, TRACEPARENT_HEADER, TRACE_ID_HEADER};
 use nexus_trace_core::{Bus, Text};
 
 use crate::body::TracedBody;
+
+// Static names: actix copies a `&str` name into a new `HeaderName` on every
+// lookup and insert.
+const TRACE_ID: HeaderName = HeaderName::from_static(TRACE_ID_HEADER);
+const TRACEPARENT: HeaderName = HeaderName::from_static(TRACEPARENT_HEADER);
 
 /// actix-web middleware that traces every request into a [`Bus`].
 ///
@@ -28,7 +33,8 @@ use crate::body::TracedBody;
 #[derive(Debug, Clone)]
 pub struct NexusTrace {
     bus: Bus,
-    config: TraceConfig,
+    /// Shared by the middleware of every worker.
+    config: Arc<TraceConfig>,
 }
 
 impl NexusTrace {
@@ -36,31 +42,31 @@ impl NexusTrace {
     pub fn new(bus: Bus) -> Self {
         NexusTrace {
             bus,
-            config: TraceConfig::default(),
+            config: Arc::new(TraceConfig::default()),
         }
     }
 
     /// The service name recorded on every event.
     pub fn service(mut self, name: impl Into<Text>) -> Self {
-        self.config.service = name.into();
+        Arc::make_mut(&mut self.config).service = name.into();
         self
     }
 
     /// A fixed endpoint name instead of the route pattern.
     pub fn endpoint(mut self, name: impl Into<Text>) -> Self {
-        self.config.endpoint = Some(name.into());
+        Arc::make_mut(&mut self.config).endpoint = Some(name.into());
         self
     }
 
     /// The transport label (default `http`).
     pub fn transport(mut self, transport: impl Into<Text>) -> Self {
-        self.config.transport = transport.into();
+        Arc::make_mut(&mut self.config).transport = transport.into();
         self
     }
 
     /// Record query strings (sensitive values redacted). Off by default.
     pub fn capture_query(mut self, on: bool) -> Self {
-        self.config.capture_query = on;
+        Arc::make_mut(&mut self.config).capture_query = on;
         self
     }
 }
@@ -80,7 +86,7 @@ where
         ready(Ok(NexusTraceMiddleware {
             service,
             bus: self.bus.clone(),
-            config: Arc::new(self.config.clone()),
+            config: Arc::clone(&self.config),
         }))
     }
 }
@@ -118,14 +124,13 @@ where
                 path: req.path(),
                 query: Some(req.query_string()).filter(|q| !q.is_empty()),
                 route: route.as_deref(),
-                traceparent: req
-                    .headers()
-                    .get(TRACEPARENT_HEADER)
-                    .map(HeaderValue::as_bytes),
+                traceparent: req.headers().get(&TRACEPARENT).map(HeaderValue::as_bytes),
             },
         );
+        // The handler reaches the context through `current()` (the `Trace`
+        // extractor does), set while its future is polled: no per-request
+        // extension to allocate.
         let ctx = trace.context().clone();
-        req.extensions_mut().insert(ctx.clone());
         // The synchronous part of `call` runs with the context too.
         let future = {
             let _entered = ctx.enter();
@@ -205,10 +210,10 @@ where
             Ok(mut res) => {
                 if let Some(trace) = trace.as_mut() {
                     trace.set_status(res.status().as_u16());
-                    let name = HeaderName::from_static(TRACE_ID_HEADER);
-                    if !res.headers().contains_key(&name) {
-                        if let Ok(v) = HeaderValue::from_str(&trace.trace_id_header()) {
-                            res.headers_mut().insert(name, v);
+                    if !res.headers().contains_key(&TRACE_ID) {
+                        // The one allocation of the header: its value's bytes.
+                        if let Ok(v) = HeaderValue::from_bytes(&trace.trace_id_hex()) {
+                            res.headers_mut().insert(TRACE_ID, v);
                         }
                     }
                 }

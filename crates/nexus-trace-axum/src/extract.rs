@@ -8,6 +8,14 @@ use nexus_trace_core::TraceContext;
 
 /// Extracts the request's [`TraceContext`] (span and bus).
 ///
+/// The layer does not store the context in the request's extensions (that
+/// would cost an allocation per request): the extractor takes
+/// [`current()`](nexus_trace_core::current), which the layer sets while it
+/// polls the request's future, and a `TraceContext` in the extensions if
+/// one was put there. A layer between this one and the handler that runs
+/// the handler on another task must hand the context over with
+/// [`context::propagate`](nexus_trace_core::context::propagate).
+///
 /// Without [`NexusTraceLayer`](crate::NexusTraceLayer) on the route, the
 /// request fails with a 500 that says so; use `Option<Trace>` to make the
 /// layer optional.
@@ -47,16 +55,20 @@ impl IntoResponse for MissingTraceLayer {
     }
 }
 
+/// The request's context: one put in the extensions, else the current one.
+fn context_of(parts: &Parts) -> Option<TraceContext> {
+    parts
+        .extensions
+        .get::<TraceContext>()
+        .cloned()
+        .or_else(nexus_trace_core::current)
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Trace {
     type Rejection = MissingTraceLayer;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<TraceContext>()
-            .cloned()
-            .map(Trace)
-            .ok_or(MissingTraceLayer)
+        context_of(parts).map(Trace).ok_or(MissingTraceLayer)
     }
 }
 
@@ -64,6 +76,6 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Trace {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Infallible> {
-        Ok(parts.extensions.get::<TraceContext>().cloned().map(Trace))
+        Ok(context_of(parts).map(Trace))
     }
 }

@@ -3,12 +3,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Response};
+use http::{HeaderName, HeaderValue, Response};
 use nexus_trace_core::context::Scoped;
 use nexus_trace_core::web::request::{Outcome, RequestTrace};
 use nexus_trace_core::web::TRACE_ID_HEADER;
 
 use crate::body::TracedBody;
+
+/// A static name: a `&str` name would be copied into every response.
+const TRACE_ID: HeaderName = HeaderName::from_static(TRACE_ID_HEADER);
 
 pin_project_lite::pin_project! {
     /// Response future of [`NexusTrace`](crate::NexusTrace).
@@ -82,8 +85,11 @@ where
             Ok(mut res) => {
                 if let Some(trace) = trace.as_mut() {
                     trace.set_status(res.status().as_u16());
-                    if let Ok(v) = HeaderValue::from_str(&trace.trace_id_header()) {
-                        res.headers_mut().entry(TRACE_ID_HEADER).or_insert(v);
+                    if !res.headers().contains_key(&TRACE_ID) {
+                        // The one allocation of the header: its value's bytes.
+                        if let Ok(v) = HeaderValue::from_bytes(&trace.trace_id_hex()) {
+                            res.headers_mut().insert(TRACE_ID, v);
+                        }
                     }
                 }
                 Poll::Ready(Ok(res.map(|b| TracedBody::new(b, trace))))

@@ -14,7 +14,9 @@ use crate::service::NexusTrace;
 #[derive(Debug, Clone)]
 pub struct NexusTraceLayer {
     bus: Bus,
-    config: TraceConfig,
+    /// Shared by every service the layer makes (axum may make one per
+    /// route, or per request for a router that was not given its state).
+    config: Arc<TraceConfig>,
 }
 
 impl NexusTraceLayer {
@@ -22,31 +24,31 @@ impl NexusTraceLayer {
     pub fn new(bus: Bus) -> Self {
         NexusTraceLayer {
             bus,
-            config: TraceConfig::default(),
+            config: Arc::new(TraceConfig::default()),
         }
     }
 
     /// The service name recorded on every event.
     pub fn service(mut self, name: impl Into<Text>) -> Self {
-        self.config.service = name.into();
+        Arc::make_mut(&mut self.config).service = name.into();
         self
     }
 
     /// A fixed endpoint name instead of the route template.
     pub fn endpoint(mut self, name: impl Into<Text>) -> Self {
-        self.config.endpoint = Some(name.into());
+        Arc::make_mut(&mut self.config).endpoint = Some(name.into());
         self
     }
 
     /// The transport label (default `http`).
     pub fn transport(mut self, transport: impl Into<Text>) -> Self {
-        self.config.transport = transport.into();
+        Arc::make_mut(&mut self.config).transport = transport.into();
         self
     }
 
     /// Record query strings (sensitive values redacted). Off by default.
     pub fn capture_query(mut self, on: bool) -> Self {
-        self.config.capture_query = on;
+        Arc::make_mut(&mut self.config).capture_query = on;
         self
     }
 }
@@ -55,6 +57,6 @@ impl<S> Layer<S> for NexusTraceLayer {
     type Service = NexusTrace<S>;
 
     fn layer(&self, inner: S) -> NexusTrace<S> {
-        NexusTrace::new(inner, self.bus.clone(), Arc::new(self.config.clone()))
+        NexusTrace::new(inner, self.bus.clone(), Arc::clone(&self.config))
     }
 }

@@ -41,7 +41,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         if is_nexus_path(req.uri().path()) {
             // The dashboard and its event stream are not traced themselves.
             return ResponseFuture::untraced(self.inner.call(req));
@@ -60,8 +60,10 @@ where
                 traceparent: req.headers().get(TRACEPARENT_HEADER).map(|v| v.as_bytes()),
             },
         );
+        // The handler reaches the context through `current()` (the `Trace`
+        // extractor does), set while its future is polled: no per-request
+        // extension to allocate.
         let ctx = trace.context().clone();
-        req.extensions_mut().insert(ctx.clone());
         // The synchronous part of `call` runs with the context too.
         let future = {
             let _entered = ctx.enter();

@@ -99,13 +99,12 @@ impl Span {
     }
 }
 
-/// A request's span plus the bus its events go to. Cheap to clone.
+/// A request's span plus the bus its events go to.
+///
+/// A plain value: making one allocates nothing, and a clone copies the ids
+/// and adds a reference to the bus and to the span's shared names.
 #[derive(Clone)]
 pub struct TraceContext {
-    inner: std::sync::Arc<Inner>,
-}
-
-struct Inner {
     span: Span,
     bus: Bus,
 }
@@ -113,7 +112,7 @@ struct Inner {
 impl fmt::Debug for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TraceContext")
-            .field("span", &self.inner.span)
+            .field("span", &self.span)
             .finish_non_exhaustive()
     }
 }
@@ -121,35 +120,33 @@ impl fmt::Debug for TraceContext {
 impl TraceContext {
     /// Bundles a span with the bus its events are published to.
     pub fn new(bus: Bus, span: Span) -> TraceContext {
-        TraceContext {
-            inner: std::sync::Arc::new(Inner { span, bus }),
-        }
+        TraceContext { span, bus }
     }
 
     /// The request's span.
     pub fn span(&self) -> &Span {
-        &self.inner.span
+        &self.span
     }
 
     /// The bus events are published to.
     pub fn bus(&self) -> &Bus {
-        &self.inner.bus
+        &self.bus
     }
 
     /// The request's trace id.
     pub fn trace_id(&self) -> TraceId {
-        self.inner.span.trace_id
+        self.span.trace_id
     }
 
     /// An event of `kind` already carrying this request's trace id, span id,
     /// parent id, service and endpoint.
     pub fn event(&self, kind: Kind) -> Event {
-        self.inner.span.event(kind)
+        self.span.event(kind)
     }
 
     /// Publishes a prepared event to this context's bus.
     pub fn publish(&self, event: Event) -> u64 {
-        self.inner.bus.publish(event)
+        self.bus.publish(event)
     }
 
     /// Records a downstream call (DB query, outbound HTTP, queue publish) that
@@ -166,7 +163,7 @@ impl TraceContext {
     ) -> u64 {
         let elapsed = start.elapsed();
         let mut event = self.event(Kind::Downstream);
-        event.parent_id = self.inner.span.span_id.into();
+        event.parent_id = self.span.span_id.into();
         event.span_id = SpanId::random().into();
         event.message = name.into();
         event.set_duration(elapsed);

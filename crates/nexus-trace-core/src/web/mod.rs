@@ -10,6 +10,7 @@ pub mod limit;
 pub mod redact;
 pub mod request;
 pub mod resume;
+pub mod route;
 pub mod session;
 pub mod shutdown;
 pub mod sse;

@@ -6,9 +6,10 @@
 use std::time::SystemTime;
 
 use crate::context::{Span, TraceContext};
-use crate::event::{Attrs, Kind, Method, Text};
+use crate::event::{Attrs, Event, Kind, Method, Text, W3cId};
 use crate::traceparent::TraceParent;
 use crate::web::redact;
+use crate::web::route::RouteCache;
 use crate::Bus;
 
 /// Longest method kept in an event, in bytes.
@@ -29,6 +30,9 @@ pub struct TraceConfig {
     pub endpoint: Option<Text>,
     /// Record the query string (sensitive values redacted). Off by default.
     pub capture_query: bool,
+    /// The shared endpoint text of each route template seen (clones of
+    /// the config share it).
+    pub routes: RouteCache,
 }
 
 impl Default for TraceConfig {
@@ -38,6 +42,7 @@ impl Default for TraceConfig {
             transport: Text::from_static("http"),
             endpoint: None,
             capture_query: false,
+            routes: RouteCache::new(),
         }
     }
 }
@@ -55,6 +60,17 @@ pub struct RequestInfo<'a> {
     pub route: Option<&'a str>,
     /// The raw `traceparent` header, if any.
     pub traceparent: Option<&'a [u8]>,
+}
+
+/// `HTTP <status>`, made without a heap allocation (it fits inline).
+fn status_error(status: u16) -> Text {
+    use std::io::Write as _;
+    let mut buf = [0u8; 16];
+    let mut rest = &mut buf[..];
+    // "HTTP " and at most five digits always fit in 16 bytes.
+    let _ = write!(rest, "HTTP {status}");
+    let len = 16 - rest.len();
+    Text::copy(std::str::from_utf8(buf.get(..len).unwrap_or_default()).unwrap_or_default())
 }
 
 /// How a request ended.
@@ -89,11 +105,13 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct RequestTrace {
     ctx: TraceContext,
-    /// The fields `request.start` and `request.end` share; the start event
-    /// is a clone, the end event takes it.
-    /// Boxed: the trace lives inside request futures and bodies, which
-    /// move; a pointer moves cheaper than an event.
-    template: Box<crate::Event>,
+    /// The fields `request.start` and `request.end` share besides the
+    /// span's: cheap clones (the path's heap text, if any, is shared).
+    transport: Text,
+    method: Option<Method>,
+    path: Text,
+    /// The captured query, if any.
+    attrs: Attrs,
     /// Response status once headers exist; 0 before.
     status: u16,
     ended: bool,
@@ -102,13 +120,19 @@ pub struct RequestTrace {
 impl RequestTrace {
     /// Starts tracing a request: builds its span (continuing a valid incoming
     /// `traceparent`, else a fresh W3C trace id) and publishes `request.start`.
+    ///
+    /// Allocates the `request.start` event and, for a path longer than
+    /// [`INLINE_CAPACITY`](crate::event::INLINE_CAPACITY) bytes, the path
+    /// text that both events share; names come from `config` and its route
+    /// cache, ids are binary.
     pub fn start(bus: &Bus, config: &TraceConfig, req: RequestInfo<'_>) -> RequestTrace {
+        let path = redact::capture_path(req.path);
         let endpoint = match (&config.endpoint, req.route) {
             (Some(fixed), _) => fixed.clone(),
-            (None, Some(route)) => redact::capture_path(route),
+            (None, Some(route)) => config.routes.endpoint(route),
             // No route matched (404s, or a layer outside the router): the
             // path itself, capped, so the endpoint is never empty.
-            (None, None) => redact::capture_path(req.path),
+            (None, None) => path.clone(),
         };
         let mut span = Span::new(config.service.clone(), endpoint);
         if let Some(parent) = req
@@ -118,28 +142,38 @@ impl RequestTrace {
         {
             span = span.with_parent(&parent);
         }
-        let mut template = span.event(Kind::RequestStart);
-        let ctx = TraceContext::new(bus.clone(), span);
-        template.transport = config.transport.clone();
-        template.method = Some(match req.method {
-            m if m.len() <= MAX_METHOD => Method::parse(m),
-            m => Method::Other(redact::capture(m, MAX_METHOD)),
-        });
-        template.path = redact::capture_path(req.path);
+        let mut attrs = Attrs::new();
         if let (true, Some(q)) = (config.capture_query, req.query) {
             if !q.is_empty() {
-                template.attrs.insert("query", redact::redact_query(q));
+                attrs.insert("query", redact::redact_query(q));
             }
         }
-        let mut start = template.clone();
-        let template = Box::new(template);
-        start.timestamp = ctx.span().started_at;
-        ctx.publish(start);
-        RequestTrace {
-            ctx,
-            template,
+        let trace = RequestTrace {
+            ctx: TraceContext::new(bus.clone(), span),
+            transport: config.transport.clone(),
+            method: Some(match req.method {
+                m if m.len() <= MAX_METHOD => Method::parse(m),
+                m => Method::Other(redact::capture(m, MAX_METHOD)),
+            }),
+            path,
+            attrs,
             status: 0,
             ended: false,
+        };
+        let mut start = trace.event(Kind::RequestStart);
+        start.attrs = trace.attrs.clone();
+        start.timestamp = trace.ctx.span().started_at;
+        trace.ctx.publish(start);
+        trace
+    }
+
+    /// An event of `kind` with the request's span, transport, method and path.
+    fn event(&self, kind: Kind) -> Event {
+        Event {
+            transport: self.transport.clone(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            ..self.ctx.event(kind)
         }
     }
 
@@ -148,9 +182,12 @@ impl RequestTrace {
         &self.ctx
     }
 
-    /// The trace id to echo in the response header.
-    pub fn trace_id_header(&self) -> String {
-        self.ctx.trace_id().to_string()
+    /// The trace id to echo in the response header: 32 lowercase hex
+    /// digits (ASCII), made without allocating.
+    pub fn trace_id_hex(&self) -> [u8; 32] {
+        let mut hex = [0; 32];
+        self.ctx.trace_id().write_hex(&mut hex);
+        hex
     }
 
     /// The response status noted so far (0 before the handler responded).
@@ -165,14 +202,13 @@ impl RequestTrace {
 
     /// Publishes `request.end` for `outcome`. Later calls (and the drop) do nothing.
     pub fn finish(&mut self, outcome: Outcome) {
+        let capture = |error: &str| redact::capture(error, redact::MAX_FIELD);
         let (status, error, body_failed) = match outcome {
             // A 5xx without a known cause still says that it failed.
-            Outcome::Completed { status } if status >= 500 => {
-                (status, format!("HTTP {status}"), false)
-            }
-            Outcome::Completed { status } => (status, String::new(), false),
-            Outcome::Failed { status, error } => (status, error, false),
-            Outcome::BodyFailed { status, error } => (status, error, true),
+            Outcome::Completed { status } if status >= 500 => (status, status_error(status), false),
+            Outcome::Completed { status } => (status, Text::EMPTY, false),
+            Outcome::Failed { status, error } => (status, capture(&error), false),
+            Outcome::BodyFailed { status, error } => (status, capture(&error), true),
         };
         self.end(status, error, |meta| {
             if body_failed {
@@ -181,15 +217,19 @@ impl RequestTrace {
         });
     }
 
-    fn end(&mut self, status: u16, error: String, meta: impl FnOnce(&mut Attrs)) {
+    /// Publishes `request.end`, moving the shared fields into it.
+    fn end(&mut self, status: u16, error: Text, meta: impl FnOnce(&mut Attrs)) {
         if self.ended {
             return;
         }
         self.ended = true;
-        let mut event = std::mem::take(&mut *self.template);
-        event.kind = Kind::RequestEnd;
+        let mut event = self.ctx.event(Kind::RequestEnd);
+        event.transport = std::mem::take(&mut self.transport);
+        event.method = self.method.take();
+        event.path = std::mem::take(&mut self.path);
+        event.attrs = std::mem::take(&mut self.attrs);
         event.status = status;
-        event.error = redact::capture(&error, redact::MAX_FIELD);
+        event.error = error;
         event.set_duration(self.ctx.span().start.elapsed());
         event.timestamp = SystemTime::now();
         meta(&mut event.attrs);
@@ -212,7 +252,7 @@ impl RequestTrace {
     /// Publishes the end of a request whose handler panicked (500,
     /// `handler panicked`, meta `panic: true`).
     pub fn finish_panicked(&mut self) {
-        self.end(500, "handler panicked".into(), |meta| {
+        self.end(500, Text::from_static("handler panicked"), |meta| {
             meta.insert("panic", true);
         });
     }
@@ -256,7 +296,7 @@ impl Drop for RequestTrace {
             } else {
                 self.status
             };
-            self.end(status, "client disconnected".into(), |meta| {
+            self.end(status, Text::from_static("client disconnected"), |meta| {
                 meta.insert("aborted", true);
             });
         }
@@ -347,13 +387,13 @@ mod tests {
         let mut sub = bus.subscribe(0);
         let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let mut t = RequestTrace::start(&bus, &TraceConfig::default(), info(Some(tp)));
-        assert_eq!(t.trace_id_header(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(&t.trace_id_hex(), b"4bf92f3577b34da6a3ce929d0e0e4736");
         t.finish(Outcome::Completed { status: 200 });
         let ev = all(&mut sub);
         assert_eq!(ev[0].parent_id, "00f067aa0ba902b7");
         for bad in [&b"garbage"[..], b"\xff\xfe", &[b'0'; 70000][..]] {
             let t = RequestTrace::start(&bus, &TraceConfig::default(), info(Some(bad)));
-            assert_ne!(t.trace_id_header(), "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert_ne!(&t.trace_id_hex(), b"4bf92f3577b34da6a3ce929d0e0e4736");
         }
     }
 
