@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark and writes benches/RESULTS.md: the criterion groups
-# (bus vs peers), heap per retained event, and the HTTP overhead runs.
+# (bus vs peers), heap per retained event, heap allocations per request,
+# and the HTTP overhead runs.
 #   benches/run.sh            # everything
 #   QUICK=1 benches/run.sh    # shorter criterion runs
 #   SKIP_HTTP=1 benches/run.sh
@@ -18,7 +19,7 @@ if [ "${QUICK:-0}" = 1 ]; then
 fi
 BENCH_RUN_STARTED=$(date +%s)
 export BENCH_RUN_STARTED
-rm -f "$target/memory.txt" "$target/http.txt"
+rm -f "$target/memory.txt" "$target/alloc.txt" "$target/http.txt"
 
 # One criterion bench: its output goes to a log; the summary lines are shown.
 criterion() {
@@ -34,6 +35,7 @@ criterion() {
 criterion bus
 criterion middleware
 cargo bench -q -p nexus-trace-benches --bench memory >"$target/memory.txt"
+cargo bench -q -p nexus-trace-benches --bench alloc >"$target/alloc.txt"
 if [ "${SKIP_HTTP:-0}" != 1 ]; then
     benches/http.sh >"$target/http.txt"
 fi
