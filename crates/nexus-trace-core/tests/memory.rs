@@ -12,7 +12,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use nexus_trace_core::{Bus, Event, Kind, TryRecvError};
+use nexus_trace_core::{Bus, Event, TryRecvError};
 
 /// Bytes allocated and not freed, and allocations made, by the whole process.
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -63,18 +63,15 @@ fn live() -> isize {
 }
 
 const CAPACITY: usize = 1024;
-/// A 64-byte message, so each event owns heap beyond its `Arc`.
+/// A 64-byte message, too long to be stored inline: built at run time, each
+/// event's copy lives on the heap beyond the event's own `Arc`.
 const MESSAGE: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 /// What the live heap may exceed its value after the first two ring's worth:
 /// room for a few events in flight, nothing that scales with the count.
 const SLACK: isize = 4096;
 
 fn event() -> Event {
-    Event {
-        kind: Kind::Log,
-        message: MESSAGE.into(),
-        ..Event::default()
-    }
+    Event::log(MESSAGE.to_owned())
 }
 
 #[test]
