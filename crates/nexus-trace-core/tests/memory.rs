@@ -62,7 +62,7 @@ fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
 
-const CAPACITY: usize = 1024;
+const CAPACITY: usize = if cfg!(miri) { 64 } else { 1024 };
 /// A 64-byte message, too long to be stored inline: built at run time, each
 /// event's copy lives on the heap beyond the event's own `Arc`.
 const MESSAGE: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
