@@ -67,6 +67,10 @@ pub struct Counters {
     pub abandoned: u64,
     /// Live subscriptions.
     pub subscribers: usize,
+    /// Subscriptions registered for a wake-up: blocked in `recv`,
+    /// `recv_timeout` or the `Stream` (a wait that timed out may still be
+    /// counted until that subscription reads again).
+    pub sleeping: usize,
 }
 
 impl Bus {
@@ -145,6 +149,7 @@ impl Bus {
             dropped: self.ring.dropped(),
             abandoned: self.ring.abandoned(),
             subscribers: self.ring.registry.live(),
+            sleeping: self.ring.registry.sleeping(),
         }
     }
 }

@@ -180,6 +180,15 @@ impl Registry {
             .sum()
     }
 
+    /// Number of entries whose sleeping bit is set: subscriptions registered
+    /// for a wake-up (a bit can outlive a wait that timed out).
+    pub(crate) fn sleeping(&self) -> usize {
+        self.chunks()
+            // Relaxed: a statistic.
+            .map(|c| c.sleeping.load(Ordering::Relaxed).count_ones() as usize)
+            .sum()
+    }
+
     /// Wakes every sleeping subscriber. The caller has issued the `SeqCst`
     /// fence that orders its state change before this scan.
     pub(crate) fn wake_sleepers(&self) {

@@ -313,6 +313,29 @@ fn recv_wakes_on_publish_and_on_close() {
     t.join().unwrap();
 }
 
+/// The reader is provably blocked (registered for a wake-up) before the
+/// publish, so this exercises the wake-up, not a lucky ordering.
+#[test]
+fn a_reader_blocked_before_the_publish_is_woken_by_it() {
+    let bus = Bus::new(4);
+    let mut sub = bus.subscribe(0);
+    let t = std::thread::spawn(move || sub.recv_timeout(Duration::from_secs(60)).map(|e| e.id));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while bus.counters().sleeping == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reader never blocked"
+        );
+        std::thread::yield_now();
+    }
+    let published = std::time::Instant::now();
+    let id = bus.publish(ev(0));
+    assert_eq!(t.join().unwrap(), Ok(id));
+    // A lost wake-up would sleep until the 60 s deadline.
+    assert!(published.elapsed() < Duration::from_secs(30));
+    assert_eq!(bus.counters().sleeping, 0);
+}
+
 #[test]
 fn recv_timeout_times_out_receives_and_reports_lag() {
     let bus = Bus::new(2);
