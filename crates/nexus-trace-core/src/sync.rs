@@ -1,7 +1,7 @@
 //! The one place that names std or loom synchronisation primitives.
 //!
 //! Under the private cfg `nexus_loom` every atomic, fence and payload `Arc`
-//! the ring uses comes from loom (or from [`crate::loom_support`]), so the loom
+//! the ring uses comes from loom (or from `loom_support`), so the loom
 //! models in `loom-tests/` explore the real protocol code, not a copy.
 
 #[cfg(nexus_loom)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::text::Text;
 
-/// The kind of a trace [`Event`].
+/// The kind of a trace [`Event`](super::Event).
 ///
 /// Serialises as its plain string form (`"request.start"`, …). Unknown kinds
 /// are preserved as [`Kind::Other`] so they round-trip unchanged.

@@ -26,14 +26,14 @@
 //!   lowercase hex; an id that is not a W3C id is kept as text and written
 //!   back verbatim.
 //!
-//! The plain [`Serialize`] implementation emits the same field set in the
+//! The plain [`Serialize`](serde::Serialize) implementation emits the same field set in the
 //! same order, but string escaping and float formatting are then up to the
 //! serializer in use (e.g. `serde_json::to_string` does not apply the Go
 //! HTML escaping). Use [`Event::to_json`] for the Go-compatible bytes.
 //!
 //! # Decoding
 //!
-//! [`Event::from_json`] (and the [`Deserialize`] implementation) is lenient
+//! [`Event::from_json`] (and the [`Deserialize`](serde::Deserialize) implementation) is lenient
 //! like Go's `json.Unmarshal`: every field may be missing or `null` (it then
 //! takes its default), unknown fields are ignored, field names are matched
 //! exactly first and then ASCII-case-insensitively, and for duplicate fields
