@@ -116,7 +116,7 @@ async fn main() {
         .layer(NexusTraceLayer::new(bus.clone()).service("shop"))
         .layer(CatchPanicLayer::new());
     let nexus = NexusRoutes::new(bus, access);
-    // Ends live event streams (Close 1001 / a final SSE frame) on Ctrl-C.
+    // Ends live event streams (Close 1001 / a final SSE frame) on Ctrl-C or SIGTERM.
     let stop = nexus.shutdown_handle();
     let app = app.merge(nexus.into_router());
 
@@ -136,9 +136,7 @@ async fn main() {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(stop.after(async {
-        let _ = tokio::signal::ctrl_c().await;
-    }))
+    .with_graceful_shutdown(stop.after(demo::stop_signal()))
     .await;
     if let Some(otlp) = otlp {
         demo::stop_otlp(otlp).await;

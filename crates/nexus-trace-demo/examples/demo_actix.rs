@@ -101,7 +101,7 @@ async fn main() {
     let shop = web::Data::new(shop);
     // One gate and one stream cap for all workers: build the config once.
     let routes = NexusRoutes::new(bus.clone(), access);
-    // Ends live event streams (Close 1001 / a final SSE frame) on Ctrl-C.
+    // Ends live event streams (Close 1001 / a final SSE frame) on Ctrl-C or SIGTERM.
     let stop = routes.shutdown_handle();
     let nexus = routes.config();
     let server = HttpServer::new(move || {
@@ -119,9 +119,7 @@ async fn main() {
     .h1_allow_half_closed(false)
     // Answer a WebSocket Close without waiting on Nagle's algorithm.
     .tcp_nodelay(true)
-    .shutdown_signal(stop.after(async {
-        let _ = actix_web::rt::signal::ctrl_c().await;
-    }))
+    .shutdown_signal(stop.after(demo::stop_signal()))
     .bind(args.addr)
     .unwrap_or_else(|e| {
         exit(format!(

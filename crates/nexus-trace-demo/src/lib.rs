@@ -472,6 +472,23 @@ pub fn banner(
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeExamples;
 
+/// Resolves on Ctrl-C or SIGTERM (what `docker stop`, systemd and CI send),
+/// so both demos end their live streams and stop gracefully on either.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
