@@ -276,6 +276,28 @@ fn encode(lap: u64, flags: u64) -> u64 {
     ((lap & LAP_MASK) << LAP_SHIFT) | flags
 }
 
+/// What a slot's state says about the id of lap `lap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// A later lap owns the slot, or this lap was abandoned: the id is lost.
+    Gone,
+    /// The lap has not been published yet.
+    Pending,
+    /// The lap's event is in the slot.
+    Published,
+}
+
+fn phase(state: u64, lap: u64) -> Phase {
+    let s = lap_of(state);
+    if lap_before(lap, s) || (s == lap && state & ABANDONED != 0) {
+        Phase::Gone
+    } else if s != lap || state & WRITING != 0 {
+        Phase::Pending
+    } else {
+        Phase::Published
+    }
+}
+
 /// `a` is strictly before `b`, comparing laps modulo 2^40.
 fn lap_before(a: u64, b: u64) -> bool {
     let d = b.wrapping_sub(a) & LAP_MASK;
@@ -626,12 +648,14 @@ impl Ring {
             // Acquire: pairs with the writer's Release fetch_and, so the
             // pointer swap of the lap we see is visible below.
             let mut state = slot.state.load(Ordering::Acquire);
-            let s = lap_of(state);
-            if lap_before(lap, s) || (s == lap && state & ABANDONED != 0) {
-                return self.lagged(want);
-            }
-            if s != lap || state & WRITING != 0 {
-                return Read::Empty;
+            match phase(state, lap) {
+                Phase::Gone => {
+                    return Read::Lagged {
+                        next: self.oldest_after(want),
+                    }
+                }
+                Phase::Pending => return Read::Empty,
+                Phase::Published => {}
             }
             // Acquire: the event's contents, released by the writer's swap;
             // and Claim 1 (this load cannot read a later lap's swap).
@@ -737,15 +761,14 @@ impl Ring {
             let lap = self.lap(want);
             // Acquire: as in `try_read`.
             let state = slot.state.load(Ordering::Acquire);
-            let s = lap_of(state);
-            if lap_before(lap, s) || (s == lap && state & ABANDONED != 0) {
-                match self.lagged(want) {
-                    Read::Lagged { next } => break BatchEnd::Lagged { next },
-                    _ => unreachable!("lagged() returns Lagged"),
+            match phase(state, lap) {
+                Phase::Gone => {
+                    break BatchEnd::Lagged {
+                        next: self.oldest_after(want),
+                    }
                 }
-            }
-            if s != lap || state & WRITING != 0 {
-                break BatchEnd::Empty;
+                Phase::Pending => break BatchEnd::Empty,
+                Phase::Published => {}
             }
             // Acquire: the event's contents, released by the writer's swap;
             // and it orders the re-check below after this load.
@@ -842,11 +865,11 @@ impl Ring {
         free_retired(list);
     }
 
-    fn lagged(&self, want: u64) -> Read {
+    /// Where a reader whose id `want` is gone continues: the oldest id the
+    /// ring can still hold, and never before `want + 1`.
+    fn oldest_after(&self, want: u64) -> u64 {
         let oldest = (self.head() + 1).saturating_sub(self.capacity() as u64);
-        Read::Lagged {
-            next: oldest.max(want + 1),
-        }
+        oldest.max(want + 1)
     }
 
     pub(crate) fn add_sender(&self) {

@@ -152,14 +152,17 @@ impl Subscription {
                 self.cursor += 1;
                 Ok(event)
             }
-            Read::Lagged { next } => {
-                let n = next - self.cursor;
-                self.cursor = next;
-                self.lagged += n;
-                Err(TryRecvError::Lagged(n))
-            }
+            Read::Lagged { next } => Err(self.skip_to(next)),
             Read::Empty => Err(TryRecvError::Empty),
         }
+    }
+
+    /// Moves the cursor past ids that are gone and counts them.
+    fn skip_to(&mut self, next: u64) -> TryRecvError {
+        let n = next - self.cursor;
+        self.cursor = next;
+        self.lagged += n;
+        TryRecvError::Lagged(n)
     }
 
     /// Takes up to `max` events that are available now and appends them to
@@ -186,12 +189,7 @@ impl Subscription {
             return Ok(taken);
         }
         match end {
-            BatchEnd::Lagged { next } => {
-                let n = next - self.cursor;
-                self.cursor = next;
-                self.lagged += n;
-                Err(TryRecvError::Lagged(n))
-            }
+            BatchEnd::Lagged { next } => Err(self.skip_to(next)),
             // Nothing available: the one-event path decides between Empty
             // and Closed (and catches a publish that raced us).
             BatchEnd::Empty | BatchEnd::Full => self.try_recv().map(|event| {
