@@ -10,7 +10,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::Error;
 use nexus_trace_core::context::Scoped;
 use nexus_trace_core::web::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
-use nexus_trace_core::web::{is_nexus_path, TRACEPARENT_HEADER, TRACE_ID_HEADER};
+use nexus_trace_core::web::{is_nexus_path, TRACEPARENT_HEADER, TRACESTATE_HEADER, TRACE_ID_HEADER};
 use nexus_trace_core::{Bus, Text};
 
 use crate::body::TracedBody;
@@ -19,6 +19,7 @@ use crate::body::TracedBody;
 // lookup and insert.
 const TRACE_ID: HeaderName = HeaderName::from_static(TRACE_ID_HEADER);
 const TRACEPARENT: HeaderName = HeaderName::from_static(TRACEPARENT_HEADER);
+const TRACESTATE: HeaderName = HeaderName::from_static(TRACESTATE_HEADER);
 
 /// actix-web middleware that traces every request into a [`Bus`].
 ///
@@ -125,6 +126,7 @@ where
                 query: Some(req.query_string()).filter(|q| !q.is_empty()),
                 route: route.as_deref(),
                 traceparent: req.headers().get(&TRACEPARENT).map(HeaderValue::as_bytes),
+                tracestate: req.headers().get(&TRACESTATE).map(HeaderValue::as_bytes),
             },
         );
         // The handler reaches the context through `current()` (the `Trace`

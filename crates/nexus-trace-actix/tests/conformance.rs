@@ -34,7 +34,7 @@ fn chunks(n: usize, every: Duration) -> HttpResponse {
 fn deep_repository_call() {
     let start = Instant::now();
     std::thread::sleep(Duration::from_millis(2));
-    context::record::<str>("db.deep", start, None).expect("inside a request");
+    context::record("db.deep", start, None).expect("inside a request");
 }
 
 #[derive(Debug)]
@@ -106,7 +106,7 @@ fn traced_routes(cfg: &mut web::ServiceConfig) {
                 tokio::spawn(context::propagate(async {
                     let start = Instant::now();
                     tokio::time::sleep(Duration::from_millis(2)).await;
-                    context::record::<str>("spawned.call", start, None);
+                    context::record("spawned.call", start, None);
                 }))
                 .await
                 .unwrap();

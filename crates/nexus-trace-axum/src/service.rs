@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use axum::extract::MatchedPath;
 use http::{Request, Response};
 use nexus_trace_core::web::request::{RequestInfo, RequestTrace, TraceConfig};
-use nexus_trace_core::web::{is_nexus_path, TRACEPARENT_HEADER};
+use nexus_trace_core::web::{is_nexus_path, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use nexus_trace_core::Bus;
 use tower_service::Service;
 
@@ -58,6 +58,7 @@ where
                     .get::<MatchedPath>()
                     .map(MatchedPath::as_str),
                 traceparent: req.headers().get(TRACEPARENT_HEADER).map(|v| v.as_bytes()),
+                tracestate: req.headers().get(TRACESTATE_HEADER).map(|v| v.as_bytes()),
             },
         );
         // The handler reaches the context through `current()` (the `Trace`

@@ -36,7 +36,7 @@ fn chunks(n: usize, every: Duration) -> Body {
 fn deep_repository_call() {
     let start = Instant::now();
     std::thread::sleep(Duration::from_millis(2));
-    context::record::<str>("db.deep", start, None).expect("inside a request");
+    context::record("db.deep", start, None).expect("inside a request");
 }
 
 struct AppError(&'static str);
@@ -97,7 +97,7 @@ fn app(bus: &Bus, opts: &Opts) -> (Router, Option<Shutdown>) {
                 tokio::spawn(context::propagate(async {
                     let start = Instant::now();
                     tokio::time::sleep(Duration::from_millis(2)).await;
-                    context::record::<str>("spawned.call", start, None);
+                    context::record("spawned.call", start, None);
                 }))
                 .await
                 .unwrap();

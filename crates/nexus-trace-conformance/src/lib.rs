@@ -156,8 +156,17 @@ impl Server {
         }
     }
 
-    /// The retained events of one trace.
+    /// The retained events of one trace (the `events` of
+    /// `/__nexus/traces/{id}`).
     pub async fn trace(&self, trace_id: &str) -> Vec<Value> {
+        match self.trace_tree(trace_id).await.get_mut("events") {
+            Some(Value::Array(events)) => std::mem::take(events),
+            other => panic!("traces JSON without an events array: {other:?}"),
+        }
+    }
+
+    /// The whole `/__nexus/traces/{id}` answer: the span tree and events.
+    pub async fn trace_tree(&self, trace_id: &str) -> Value {
         let client = reqwest::Client::new();
         let res = self
             .get(&client, &format!("/__nexus/traces/{trace_id}"))

@@ -51,11 +51,16 @@ mod ring;
 mod subscription;
 pub mod sync;
 pub mod traceparent;
+pub mod tree;
 pub mod web;
 
 pub use bus::{Bus, CapacityError, Counters};
-pub use context::{current, record, scope, Span, TraceContext};
+pub use context::{
+    current, in_span, record, scope, start_span, SpanBuilder, SpanContext, SpanGuard, SpanKind,
+    TraceContext,
+};
 pub use event::{Attrs, Event, Kind, Method, Text, WireId};
 pub use subscription::{RecvError, RecvTimeoutError, Subscription, TryRecvError};
 pub use sync::Arc;
 pub use traceparent::{SpanId, TraceId, TraceParent};
+pub use tree::TraceTree;

@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use nexus_trace_core::web::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
-use nexus_trace_core::{Bus, Event, Kind, Span, Text, TraceContext};
+use nexus_trace_core::{Bus, Event, Kind, SpanContext, Text, TraceContext};
 
 struct Counting;
 
@@ -55,6 +55,7 @@ fn allocations<R>(f: impl FnOnce() -> R) -> (u64, R) {
 
 fn info(path: &str) -> RequestInfo<'_> {
     RequestInfo {
+        tracestate: None,
         method: "GET",
         path,
         query: None,
@@ -67,7 +68,7 @@ fn info(path: &str) -> RequestInfo<'_> {
 fn publishing_a_prepared_event_allocates_once() {
     let bus = Bus::new(8);
     let _sub = bus.subscribe(0);
-    let ctx = TraceContext::new(bus.clone(), Span::new("shop", "GET /orders/{id}"));
+    let ctx = TraceContext::new(bus.clone(), SpanContext::new("shop", "GET /orders/{id}"));
     for _ in 0..20 {
         // Past the ring's capacity too: an overwrite frees, never allocates.
         let event = ctx.event(Kind::Log).attr("user", 7);
@@ -77,7 +78,7 @@ fn publishing_a_prepared_event_allocates_once() {
     let (n, _) = allocations(|| ctx.event(Kind::Downstream));
     assert_eq!(n, 0, "an event from a context copies no string");
     let (n, _) =
-        allocations(|| ctx.record::<str>("db.orders.get", std::time::Instant::now(), None));
+        allocations(|| ctx.record("db.orders.get", std::time::Instant::now(), None));
     assert_eq!(n, 1, "a downstream call with a static name: its Arc only");
     let (n, _) = allocations(|| ctx.log("a static message"));
     assert_eq!(n, 1);

@@ -317,11 +317,21 @@ impl Shop {
             )
             .await?;
 
-        let start = Instant::now();
-        let result = self
-            .http
-            .post(&self.payments_url)
-            .header("traceparent", trace.span().traceparent().to_string())
+        // A CLIENT span opened before the call: the `traceparent` it sends
+        // names this span, so payments' server span becomes its child.
+        let mut call = trace
+            .span_builder("http.payments.charge")
+            .client()
+            .attr("peer.service", "payments")
+            .start();
+        let mut request = self.http.post(&self.payments_url);
+        if let Some(parent) = call.traceparent() {
+            request = request.header("traceparent", parent.to_string());
+        }
+        if let Some(state) = call.tracestate() {
+            request = request.header("tracestate", state);
+        }
+        let result = request
             .json(&json!({ "orderId": order_id, "amountCents": amount_cents }))
             .send()
             .await;
@@ -332,7 +342,13 @@ impl Shop {
             }
             Ok(_) => None,
         };
-        trace.record("http.payments.charge", start, error.as_deref());
+        if let Ok(res) = &result {
+            call.attr("http.response.status_code", i64::from(res.status().as_u16()));
+        }
+        match &error {
+            Some(e) => call.end_err(e),
+            None => call.end(),
+        }
         match (result, error) {
             (Ok(res), None) => Ok(json!({ "orderId": order_id, "payment": res.status().as_u16() })),
             (_, error) => Err(ShopError::Upstream(error.unwrap_or_default())),
@@ -343,7 +359,7 @@ impl Shop {
     pub async fn fail(&self) -> ShopError {
         let start = Instant::now();
         tokio::time::sleep(Duration::from_millis(3)).await;
-        context::record("cache.get", start, Some("connection refused (demo)"));
+        context::record("cache.get", start, Some(&"connection refused (demo)"));
         ShopError::Internal("the cache is down (on purpose)".into())
     }
 }
@@ -351,10 +367,9 @@ impl Shop {
 /// The payments service's `POST /charge`: a simulated ledger write, then
 /// charged (200) or declined (402).
 pub async fn charge(body: &Value) -> (u16, Value) {
-    let start = Instant::now();
     let cents = body["amountCents"].as_i64().unwrap_or(0);
-    tokio::time::sleep(Duration::from_millis(3 + (cents.unsigned_abs() % 12))).await;
-    context::record::<str>("ledger.write", start, None);
+    let ledger = tokio::time::sleep(Duration::from_millis(3 + (cents.unsigned_abs() % 12)));
+    context::in_span("ledger.write", ledger).await;
     if cents % 20 == 7 {
         (402, json!({ "status": "declined" }))
     } else {
@@ -524,7 +539,7 @@ mod tests {
         let shop = Shop::open("http://127.0.0.1:9/charge".into()).unwrap();
         let bus = Bus::new(64);
         let mut sub = bus.subscribe(0);
-        let span = nexus_trace_core::Span::new("shop", "/users/{id}");
+        let span = nexus_trace_core::SpanContext::new("shop", "/users/{id}");
         let ctx = TraceContext::new(bus.clone(), span);
         let user = context::scope(ctx.clone(), shop.user(7)).await.unwrap();
         assert_eq!(user["id"], 7);
@@ -561,7 +576,7 @@ mod tests {
         assert_eq!(shop.user(7).await.unwrap()["id"], 7);
         assert!(matches!(shop.user(1000).await, Err(ShopError::NotFound(_))));
         let bus = Bus::new(16);
-        let ctx = TraceContext::new(bus, nexus_trace_core::Span::new("shop", "/orders"));
+        let ctx = TraceContext::new(bus, nexus_trace_core::SpanContext::new("shop", "/orders"));
         let bad = NewOrder {
             user_id: 1,
             item: String::new(),

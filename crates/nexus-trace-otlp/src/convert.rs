@@ -1,9 +1,12 @@
 //! Bus events to OTLP spans.
 //!
 //! The [`Assembler`] turns the bus's event stream into finished spans:
-//! `request.start` opens a pending request, `log` events become span events
-//! on it, `request.end` closes it into a SERVER span, and each `downstream`
-//! event is a finished CLIENT (or INTERNAL) span of its own.
+//! `request.start` (or a child span's `span.start`) opens a pending span,
+//! `log` events become span events on the pending span their `spanId`
+//! names, `request.end` closes a request into a SERVER span, `downstream`
+//! into a CLIENT span and `span.end` into an INTERNAL span. Parents are the
+//! events' `parentId`s, so the exported spans form the same tree as
+//! `/__nexus/traces/{id}`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
@@ -93,8 +96,18 @@ impl Assembler {
                 }
                 span
             }
-            Kind::Downstream => {
-                let span = downstream(ev);
+            Kind::SpanStart => {
+                // A child span opened: like a request, it collects the logs
+                // made inside it until its end event arrives.
+                self.start(ev, noted);
+                None
+            }
+            Kind::Downstream | Kind::SpanEnd => {
+                let pending = key(ev).and_then(|k| self.pending.remove(&k));
+                if let Some(p) = &pending {
+                    self.order.remove(&p.seq);
+                }
+                let span = child(ev, pending);
                 if span.is_none() {
                     noted.invalid += 1;
                 }
@@ -255,12 +268,24 @@ impl Assembler {
     }
 }
 
-/// A `downstream` event as a finished child span.
-fn downstream(ev: &Event) -> Option<Item> {
+/// A `downstream` event (a CLIENT span, stamped at its start) or a
+/// `span.end` event (an INTERNAL span, stamped at its end) as a finished
+/// child span, with the logs collected since its `span.start`, if any.
+fn child(ev: &Event, pending: Option<Pending>) -> Option<Item> {
     let trace_id = ev.trace_id.id()?.to_bytes();
     let own = ev.span_id.id().unwrap_or_else(SpanId::random).to_bytes();
-    let start_ns = unix_nanos(ev.timestamp);
-    let mut kind = SpanKind::Client;
+    let duration = duration_nanos(ev);
+    let (mut kind, start_ns) = match ev.kind {
+        Kind::SpanEnd => (
+            SpanKind::Internal,
+            unix_nanos(ev.timestamp).saturating_sub(duration),
+        ),
+        _ => (SpanKind::Client, unix_nanos(ev.timestamp)),
+    };
+    let (events, dropped_events_count) = match pending {
+        Some(p) => (p.events, p.dropped_events),
+        None => (Vec::new(), 0),
+    };
     let mut attributes = Vec::with_capacity(ev.attrs.len());
     for (k, v) in &ev.attrs {
         if k == "otel.kind" {
@@ -284,8 +309,10 @@ fn downstream(ev: &Event) -> Option<Item> {
             },
             kind: kind as i32,
             start_time_unix_nano: start_ns,
-            end_time_unix_nano: start_ns.saturating_add(duration_nanos(ev)),
+            end_time_unix_nano: start_ns.saturating_add(duration),
             attributes,
+            events,
+            dropped_events_count,
             status: if ev.error.is_empty() {
                 None
             } else {
@@ -478,6 +505,7 @@ mod tests {
 
     fn request_info(tp: Option<&[u8]>) -> RequestInfo<'_> {
         RequestInfo {
+            tracestate: None,
             method: "GET",
             path: "/users/7",
             query: Some("page=2"),
@@ -498,7 +526,7 @@ mod tests {
         let mut t = RequestTrace::start(&bus, &config, request_info(Some(tp)));
         let ctx = t.context().clone();
         ctx.log("hello");
-        ctx.record("db.users.get", std::time::Instant::now(), Some("locked"));
+        ctx.record("db.users.get", std::time::Instant::now(), Some(&"locked"));
         t.finish(Outcome::Completed { status: 503 });
 
         let mut asm = Assembler::new(16);

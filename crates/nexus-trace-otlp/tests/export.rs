@@ -138,6 +138,7 @@ fn info<'a>(
     tp: Option<&'a [u8]>,
 ) -> RequestInfo<'a> {
     RequestInfo {
+        tracestate: None,
         method,
         path,
         query: None,
@@ -175,7 +176,7 @@ fn builder(bus: &Bus, addr: SocketAddr) -> OtlpExporterBuilder {
 fn publish_requests(bus: &Bus, n: usize) {
     for _ in 0..n {
         let mut t = RequestTrace::start(bus, &config("load"), info("GET", "/x", "/x", None));
-        t.context().record::<str>("db.x", Instant::now(), None);
+        t.context().record("db.x", Instant::now(), None);
         t.finish(Outcome::Completed { status: 200 });
     }
 }
@@ -206,8 +207,8 @@ async fn requests_become_server_spans_with_children() {
     ctx.log("loading user");
     let start = Instant::now();
     std::thread::sleep(Duration::from_millis(2));
-    ctx.record("db.users.get", start, Some("database is locked"));
-    ctx.record::<str>("cache.get", Instant::now(), None);
+    ctx.record("db.users.get", start, Some(&"database is locked"));
+    ctx.record("cache.get", Instant::now(), None);
     users.finish(Outcome::Completed { status: 200 });
 
     // A failing request of another service, no incoming traceparent.

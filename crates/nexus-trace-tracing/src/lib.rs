@@ -7,13 +7,21 @@
 //!   `message` field followed by the other fields as `k=v`, with the level
 //!   and target in its meta (`level`, `target`). A field named `error` is
 //!   the event's error.
-//! * A **span** created inside a request becomes, when it closes, a
-//!   `downstream` event of that request: named after the span, timed from
-//!   creation to close (monotonic), with its fields as meta and the request's
-//!   span as parent. A field named `error` (e.g. declared
-//!   `error = tracing::field::Empty` and recorded on failure) is the event's
-//!   error. So a database crate's query spans show up on the dashboard with
-//!   no `record` call.
+//! * A **span** created inside a request is a child span of the trace. Its
+//!   span id is made when it is created, and its parent is the enclosing
+//!   `tracing` span created in the request if there is one, else the
+//!   current nexus span (the request's span, or a span opened with
+//!   `context::start_span`). It publishes `span.start` when it is created
+//!   and, when it closes, a `downstream` event (a CLIENT span: a query, a
+//!   call) or, with the field `otel.kind = "internal"`, a `span.end` event:
+//!   named after the span, timed from creation to close (monotonic), with
+//!   its fields as meta. A field named `error` (e.g. declared
+//!   `error = tracing::field::Empty` and recorded on failure) is the
+//!   event's error. So a database crate's query spans show up on the
+//!   dashboard with no `record` call.
+//! * While such a span is **entered**, it is the thread's current nexus
+//!   span: `tracing` events, `context::record`/`log` and nested spans made
+//!   inside it attach to it.
 //! * Events outside any request are ignored, or published as `log` events
 //!   without a trace id with [`OffRequest::Publish`]. Spans outside a
 //!   request are always ignored.
@@ -22,7 +30,7 @@
 //! emitted while it is publishing, so it cannot feed back into itself.
 //!
 //! ```
-//! use nexus_trace_core::{context, Bus, Kind, Span, TraceContext};
+//! use nexus_trace_core::{context, Bus, Kind, SpanContext, TraceContext};
 //! use nexus_trace_tracing::NexusLayer;
 //! use tracing_subscriber::layer::SubscriberExt;
 //!
@@ -30,17 +38,20 @@
 //! let mut sub = bus.subscribe(0);
 //! let subscriber = tracing_subscriber::registry().with(NexusLayer::new(bus.clone()));
 //! tracing::subscriber::with_default(subscriber, || {
-//!     let ctx = TraceContext::new(bus.clone(), Span::new("users", "/users/{id}"));
+//!     let ctx = TraceContext::new(bus.clone(), SpanContext::new("users", "/users/{id}"));
 //!     futures::executor::block_on(context::scope(ctx, async {
 //!         let _query = tracing::info_span!("db.users.get", user = 7).entered();
 //!         tracing::info!(rows = 1, "user loaded");
 //!     }));
 //! });
+//! let start = sub.try_recv().unwrap();
+//! assert_eq!((start.kind.as_str(), start.message.as_str()), ("span.start", "db.users.get"));
 //! let log = sub.try_recv().unwrap();
 //! assert_eq!((log.kind.as_str(), log.message.as_str()), ("log", "user loaded rows=1"));
+//! assert_eq!(log.span_id, start.span_id); // the log is inside the query's span
 //! let query = sub.try_recv().unwrap();
 //! assert_eq!((query.kind.as_str(), query.message.as_str()), ("downstream", "db.users.get"));
-//! assert_eq!(query.parent_id, log.span_id); // the request's span
+//! assert_eq!(query.span_id, start.span_id);
 //! assert_eq!(query.attrs["user"], 7);
 //! ```
 //!
@@ -62,12 +73,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use nexus_trace_core::event::Value;
-use nexus_trace_core::{context, Attrs, Bus, Event, Kind, SpanId, Text, TraceContext};
+use nexus_trace_core::context::Entered;
+use nexus_trace_core::{context, Attrs, Bus, Event, Kind, Text, TraceContext};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::Subscriber;
@@ -145,30 +157,43 @@ fn publishing() -> bool {
     PUBLISHING.with(Cell::get)
 }
 
+thread_local! {
+    /// The spans entered on this thread that are nexus spans, innermost
+    /// last, each with the guard that restores the previous current span.
+    static ENTERED: RefCell<Vec<(Id, Entered)>> = const { RefCell::new(Vec::new()) };
+}
+
 /// What the layer keeps in a span created inside a request.
 struct SpanData {
-    trace: TraceContext,
+    /// The span's own context: its id, its parent, the request's bus.
+    ctx: TraceContext,
     start: Instant,
-    started_at: SystemTime,
     fields: Attrs,
     error: Option<String>,
 }
 
-/// The request a new span or an event belongs to: the thread's current
-/// request, else that of the nearest span (from `first`, walking up) created
-/// in one.
-fn trace_of<'a, S>(
+/// The nexus span a new span or an event belongs to. With a contextual
+/// parent: the thread's current span (which an entered `tracing` span of
+/// a request is, see `on_enter`), else that of the nearest span (from
+/// `first`, walking up) created in a request. With an explicit parent, the
+/// other way round.
+fn parent_of<'a, S>(
     first: Option<tracing_subscriber::registry::SpanRef<'a, S>>,
+    contextual: bool,
 ) -> Option<TraceContext>
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
-    if let Some(ctx) = context::current() {
-        return Some(ctx);
+    let from_tracing = || {
+        first?
+            .scope()
+            .find_map(|span| span.extensions().get::<SpanData>().map(|d| d.ctx.clone()))
+    };
+    if contextual {
+        context::current().or_else(from_tracing)
+    } else {
+        from_tracing().or_else(context::current)
     }
-    first?
-        .scope()
-        .find_map(|span| span.extensions().get::<SpanData>().map(|d| d.trace.clone()))
 }
 
 impl<S> Layer<S> for NexusLayer
@@ -180,17 +205,26 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let Some(trace) = trace_of(span.parent()) else {
+        let Some(parent) = parent_of(span.parent(), attrs.is_contextual()) else {
             return;
         };
         let mut data = SpanData {
-            trace,
+            ctx: TraceContext::new(parent.bus().clone(), parent.span().child()),
             start: Instant::now(),
-            started_at: SystemTime::now(),
             fields: Attrs::new(),
             error: None,
         };
         attrs.record(&mut SpanVisitor(&mut data));
+        let mut ev = data.ctx.event(Kind::SpanStart);
+        ev.message = span.name().into();
+        ev.timestamp = data.ctx.span().started_at;
+        ev.attrs = data.fields.clone();
+        if !is_internal(&data.fields) {
+            ev.attrs.insert(context::SPAN_KIND_ATTR, "client");
+        }
+        guarded(|| {
+            data.ctx.publish(ev);
+        });
         span.extensions_mut().insert(data);
     }
 
@@ -202,12 +236,33 @@ where
         }
     }
 
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let ext = span.extensions();
+        if let Some(data) = ext.get::<SpanData>() {
+            let entered = data.ctx.enter();
+            ENTERED.with(|e| e.borrow_mut().push((id.clone(), entered)));
+        }
+    }
+
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        // Exits come in the reverse order of entries on a thread; the
+        // innermost entry of this span is the one to undo. Dropping its
+        // guard restores the span that was current before it.
+        let popped = ENTERED.with(|e| {
+            let mut e = e.borrow_mut();
+            let at = e.iter().rposition(|(entered, _)| entered == id)?;
+            Some(e.remove(at))
+        });
+        drop(popped);
+    }
+
     fn on_event(&self, event: &tracing_core::Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
         if is_own(meta.target()) || publishing() {
             return;
         }
-        let trace = trace_of(ctx.event_span(event));
+        let trace = parent_of(ctx.event_span(event), event.is_contextual());
         if trace.is_none() && self.off_request == OffRequest::Ignore {
             return;
         }
@@ -235,17 +290,34 @@ where
         let Some(data) = span.extensions_mut().remove::<SpanData>() else {
             return;
         };
-        let mut ev = data.trace.event(Kind::Downstream);
-        ev.parent_id = std::mem::replace(&mut ev.span_id, SpanId::random().into());
+        let elapsed = data.start.elapsed();
+        let started_at = data.ctx.span().started_at;
+        let mut ev = if is_internal(&data.fields) {
+            let mut ev = data.ctx.event(Kind::SpanEnd);
+            ev.timestamp = started_at + elapsed;
+            ev
+        } else {
+            // A downstream event is stamped at its start, as `record` does.
+            let mut ev = data.ctx.event(Kind::Downstream);
+            ev.timestamp = started_at;
+            ev
+        };
         ev.message = span.name().into();
-        ev.set_duration(data.start.elapsed());
-        ev.timestamp = data.started_at;
+        ev.set_duration(elapsed);
         ev.error = data.error.unwrap_or_default().into();
         ev.attrs = data.fields;
         guarded(|| {
-            data.trace.publish(ev);
+            data.ctx.publish(ev);
         });
     }
+}
+
+/// Whether a span declared itself INTERNAL (`otel.kind = "internal"`).
+fn is_internal(fields: &Attrs) -> bool {
+    fields
+        .get("otel.kind")
+        .and_then(|v| v.as_str())
+        .is_some_and(|k| k.eq_ignore_ascii_case("internal"))
 }
 
 /// Collects a span's fields as JSON meta; `error` goes to the error.

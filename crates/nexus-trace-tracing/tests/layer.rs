@@ -4,13 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::executor::block_on;
-use nexus_trace_core::{context, Bus, Event, Kind, Span, Subscription, TraceContext};
+use nexus_trace_core::{context, Bus, Event, Kind, SpanContext, Subscription, TraceContext};
 use nexus_trace_tracing::{NexusLayer, OffRequest};
 use tracing::field::Empty;
 use tracing_subscriber::layer::SubscriberExt;
 
 fn request(bus: &Bus) -> TraceContext {
-    TraceContext::new(bus.clone(), Span::new("shop", "/users/{id}"))
+    TraceContext::new(bus.clone(), SpanContext::new("shop", "/users/{id}"))
 }
 
 fn all(sub: &mut Subscription) -> Vec<Arc<Event>> {
@@ -65,8 +65,14 @@ fn events_in_a_request_are_logs_on_its_trace() {
     assert_eq!(ev[2].message, "name=ada");
 }
 
+fn names(ev: &[Arc<Event>]) -> Vec<(&str, &str)> {
+    ev.iter()
+        .map(|e| (e.kind.as_str(), e.message.as_str()))
+        .collect()
+}
+
 #[test]
-fn spans_in_a_request_are_downstream_events() {
+fn spans_in_a_request_are_child_spans_with_their_logs() {
     let bus = Bus::new(64);
     let mut sub = bus.subscribe(0);
     let ctx = request(&bus);
@@ -79,19 +85,26 @@ fn spans_in_a_request_are_downstream_events() {
     });
     assert_eq!(id, 7);
     let ev = all(&mut sub);
-    assert_eq!(ev.len(), 3, "{ev:#?}");
+    assert_eq!(
+        names(&ev),
+        [
+            ("span.start", "load_user"),
+            ("log", "cache miss"),
+            ("downstream", "load_user"),
+            ("span.start", "db.orders.insert"),
+            ("downstream", "db.orders.insert"),
+        ]
+    );
     let request_span = ctx.span().span_id;
 
-    // The debug event inside the instrumented function: a log on the request.
-    assert_eq!(
-        (ev[0].kind.clone(), ev[0].message.as_str()),
-        (Kind::Log, "cache miss")
-    );
-    assert_eq!(ev[0].span_id, request_span);
+    let (start, log, load) = (&ev[0], &ev[1], &ev[2]);
+    assert_eq!(start.span_id, load.span_id, "one id from creation to close");
+    assert_eq!(start.parent_id, request_span);
+    assert_eq!(start.attrs["span.kind"], "client");
+    // The debug event inside the instrumented function attaches to its span.
+    assert_eq!(log.span_id, load.span_id);
+    assert_eq!(log.parent_id, request_span);
 
-    let load = &ev[1];
-    assert_eq!(load.kind, Kind::Downstream);
-    assert_eq!(load.message, "load_user");
     assert_eq!(load.trace_id, ctx.trace_id());
     assert_eq!(load.parent_id, request_span);
     assert_ne!(load.span_id, request_span);
@@ -105,14 +118,60 @@ fn spans_in_a_request_are_downstream_events() {
     assert_eq!(load.attrs["id"], 7);
     assert_eq!(load.attrs["table"], "users");
     assert!(load.error.is_empty());
-    assert!(load.timestamp <= std::time::SystemTime::now());
+    assert_eq!(load.timestamp, start.timestamp, "downstream is stamped at its start");
 
-    let insert = &ev[2];
-    assert_eq!(insert.message, "db.orders.insert");
+    let insert = &ev[4];
     assert_eq!(insert.parent_id, request_span);
     assert_eq!(insert.error, "UNIQUE constraint failed");
     assert!(!insert.attrs.contains_key("error"));
     assert_eq!(insert.attrs["rows"], 0);
+}
+
+#[test]
+fn nested_spans_keep_their_hierarchy() {
+    let bus = Bus::new(64);
+    let mut sub = bus.subscribe(0);
+    let ctx = request(&bus);
+    with_layer(NexusLayer::new(bus.clone()), || {
+        block_on(context::scope(ctx.clone(), async {
+            let outer = tracing::info_span!("checkout", otel.kind = "internal");
+            let _outer = outer.enter();
+            tracing::info_span!("db.orders.insert").in_scope(|| {
+                tracing::info!("inserted");
+                // Plain nexus calls inside an entered span nest under it.
+                context::record("db.fsync", std::time::Instant::now(), None);
+            });
+            // An explicit parent wins over the entered span.
+            tracing::info_span!(parent: None, "detached").in_scope(|| {});
+        }));
+    });
+    let ev = all(&mut sub);
+    assert_eq!(
+        names(&ev),
+        [
+            ("span.start", "checkout"),
+            ("span.start", "db.orders.insert"),
+            ("log", "inserted"),
+            ("downstream", "db.fsync"),
+            ("downstream", "db.orders.insert"),
+            ("span.start", "detached"),
+            ("downstream", "detached"),
+            ("span.end", "checkout"),
+        ]
+    );
+    let request_span = ctx.span().span_id;
+    let checkout = &ev[0];
+    let insert = &ev[1];
+    assert_eq!(checkout.parent_id, request_span);
+    assert!(!checkout.attrs.contains_key("span.kind"), "internal");
+    assert_eq!(insert.parent_id, checkout.span_id);
+    assert_eq!(ev[2].span_id, insert.span_id, "the log is inside the insert");
+    assert_eq!(ev[3].parent_id, insert.span_id, "the record nests in it");
+    // A span with no tracing parent falls back to the current nexus span:
+    // the entered checkout span.
+    assert_eq!(ev[5].parent_id, checkout.span_id);
+    assert_eq!(ev[7].span_id, checkout.span_id);
+    assert!(context::current().is_none(), "entered spans restored the context");
 }
 
 #[test]
@@ -138,19 +197,19 @@ fn a_span_made_in_a_request_carries_it_to_other_threads() {
         .unwrap();
     });
     let ev = all(&mut sub);
-    let names: Vec<_> = ev
-        .iter()
-        .map(|e| (e.kind.as_str(), e.message.as_str()))
-        .collect();
     assert_eq!(
-        names,
+        names(&ev),
         [
+            ("span.start", "worker"),
             ("log", "from the worker thread"),
+            ("span.start", "nested"),
             ("downstream", "nested"),
             ("downstream", "worker")
         ]
     );
     assert!(ev.iter().all(|e| e.trace_id == ctx.trace_id()));
+    assert_eq!(ev[1].span_id, ev[0].span_id);
+    assert_eq!(ev[2].parent_id, ev[0].span_id);
 }
 
 #[test]

@@ -188,6 +188,12 @@ impl fmt::Write for StackBuf {
     }
 }
 
+/// `t` as Go's `time.Time.MarshalJSON` writes a UTC time, without the
+/// quotes (RFC 3339, nanoseconds, trailing zeros trimmed, `Z`).
+pub(crate) fn format_timestamp(t: SystemTime) -> String {
+    to_jiff_clamped(t).to_string()
+}
+
 /// Serialises a `SystemTime` like Go's `time.Time.MarshalJSON` of a UTC
 /// time: `2026-11-25T01:02:03.0405Z`.
 ///

@@ -21,8 +21,17 @@ pub enum Kind {
     RequestStart,
     /// `"request.end"`: an inbound request finished.
     RequestEnd,
-    /// `"downstream"`: a call to a downstream dependency.
+    /// `"downstream"`: a call to a downstream dependency, ended (a CLIENT
+    /// span: its `timestamp` is when the call started).
     Downstream,
+    /// `"span.start"`: a child span opened and is still running (the name
+    /// of the upstream Go project's later versions). Its `timestamp` is the
+    /// span's start.
+    SpanStart,
+    /// `"span.end"`: an INTERNAL child span ended (a CLIENT span ends with
+    /// [`Downstream`](Kind::Downstream) instead, keeping the Go meaning of
+    /// that kind). Its `timestamp` is the span's end.
+    SpanEnd,
     /// `"log"`: a free-form log line attached to a trace (the default).
     #[default]
     Log,
@@ -37,6 +46,8 @@ impl Kind {
             Kind::RequestStart => "request.start",
             Kind::RequestEnd => "request.end",
             Kind::Downstream => "downstream",
+            Kind::SpanStart => "span.start",
+            Kind::SpanEnd => "span.end",
             Kind::Log => "log",
             Kind::Other(s) => s,
         }
@@ -48,6 +59,8 @@ impl Kind {
             "request.start" => Kind::RequestStart,
             "request.end" => Kind::RequestEnd,
             "downstream" => Kind::Downstream,
+            "span.start" => Kind::SpanStart,
+            "span.end" => Kind::SpanEnd,
             "log" => Kind::Log,
             _ => return None,
         })

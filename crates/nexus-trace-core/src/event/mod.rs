@@ -63,6 +63,7 @@ use std::time::{Duration, SystemTime};
 
 pub use attrs::{Attrs, Value};
 pub use id::{W3cId, WireId};
+pub(crate) use json::format_timestamp;
 pub use json::{EventParseError, GoFormatter};
 pub use kind::Kind;
 pub use method::Method;

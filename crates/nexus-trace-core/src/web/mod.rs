@@ -28,6 +28,10 @@ pub const TRACE_ID_HEADER: &str = "x-trace-id";
 /// The W3C trace context request header.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
+/// The W3C trace context header carrying vendor state alongside
+/// `traceparent`.
+pub const TRACESTATE_HEADER: &str = "tracestate";
+
 /// Is `path` one of the nexus routes (which are never recorded themselves)?
 pub fn is_nexus_path(path: &str) -> bool {
     path == PREFIX
@@ -63,14 +67,47 @@ pub fn websocket_origin_allowed(
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
-/// The retained events of one trace, as a JSON array (Go-compatible
-/// encoding, id order), or the reason the id is refused (answer 400): it
-/// must be 1 to 128 bytes. Reads the ring through a temporary cursor.
+/// `GET /__nexus/traces/{trace_id}`: the trace's span tree
+/// ([`TraceTree::to_json`](crate::tree::TraceTree::to_json), its schema)
+/// built from the events the ring still holds, plus those events themselves
+/// under `"events"` (Go-compatible encoding, id order). A trace with no
+/// retained event answers an empty tree (`"spans": []`, `"events": []`,
+/// no `startedAt`). The id must be 1 to 128 bytes, else the reason to
+/// answer 400. Reads the ring through a temporary cursor.
 pub fn trace_json(bus: &crate::Bus, trace_id: &str) -> Result<Vec<u8>, &'static str> {
     if trace_id.is_empty() || trace_id.len() > 128 {
         return Err("nexus: trace id must be 1 to 128 bytes\n");
     }
-    Ok(retained_events_of(bus, trace_id))
+    let wanted: crate::WireId<crate::TraceId> = crate::event::Text::copy(trace_id).into();
+    let events = retained_events_of(bus, &wanted);
+    let tree = crate::tree::TraceTree::build(
+        &wanted,
+        events.iter().map(|e| &**e),
+        std::time::SystemTime::now(),
+    );
+    let head = match tree {
+        Some(tree) => tree.to_json(),
+        None => serde_json::json!({
+            "traceId": trace_id,
+            "spans": [],
+            "looseEventIds": [],
+        }),
+    };
+    let mut out = serde_json::to_vec(&head).unwrap_or_else(|_| b"{}".to_vec());
+    // Reopen the object to append the events in their Go encoding.
+    out.pop();
+    if out.len() > 1 {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"events\":[");
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        event.write_json(&mut out);
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
 }
 
 /// The bus's and the stream cap's counters as JSON, for `GET /__nexus/stats`:
@@ -103,27 +140,24 @@ pub fn stats_json(bus: &crate::Bus, streams: &limit::StreamLimiter) -> String {
     .to_string()
 }
 
-fn retained_events_of(bus: &crate::Bus, trace_id: &str) -> Vec<u8> {
+fn retained_events_of(
+    bus: &crate::Bus,
+    trace_id: &crate::WireId<crate::TraceId>,
+) -> Vec<crate::Arc<crate::Event>> {
     let mut sub = bus.subscribe(0);
     let last = bus.last_id();
-    let mut out = b"[".to_vec();
-    let mut first = true;
+    let mut out = Vec::new();
     while sub.next_id() <= last {
         match sub.try_recv() {
             Ok(event) => {
-                if event.trace_id == trace_id {
-                    if !first {
-                        out.push(b',');
-                    }
-                    first = false;
-                    event.write_json(&mut out);
+                if &event.trace_id == trace_id {
+                    out.push(event);
                 }
             }
             Err(crate::TryRecvError::Lagged(_)) => continue,
             Err(_) => break,
         }
     }
-    out.push(b']');
     out
 }
 
@@ -172,14 +206,22 @@ mod tests {
         }
         let json = String::from_utf8(trace_json(&bus, "a").unwrap()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-        let ids: Vec<u64> = v
+        let ids: Vec<u64> = v["events"]
             .as_array()
             .unwrap()
             .iter()
             .map(|e| e["id"].as_u64().unwrap())
             .collect();
         assert_eq!(ids, vec![1, 3]);
-        assert_eq!(trace_json(&bus, "zzz").unwrap(), b"[]");
+        // Events without span ids are loose: no spans, every event listed.
+        assert_eq!(v["spans"], serde_json::json!([]));
+        assert_eq!(v["looseEventIds"], serde_json::json!([1, 3]));
+        let none: serde_json::Value =
+            serde_json::from_slice(&trace_json(&bus, "zzz").unwrap()).unwrap();
+        assert_eq!(
+            none,
+            serde_json::json!({"traceId": "zzz", "spans": [], "looseEventIds": [], "events": []})
+        );
         assert!(trace_json(&bus, "").is_err());
         assert!(trace_json(&bus, &"a".repeat(129)).is_err());
     }

@@ -5,7 +5,7 @@
 
 use std::time::SystemTime;
 
-use crate::context::{Span, TraceContext};
+use crate::context::{SpanContext, TraceContext};
 use crate::event::{Attrs, Event, Kind, Method, Text, W3cId};
 use crate::traceparent::TraceParent;
 use crate::web::redact;
@@ -60,6 +60,10 @@ pub struct RequestInfo<'a> {
     pub route: Option<&'a str>,
     /// The raw `traceparent` header, if any.
     pub traceparent: Option<&'a [u8]>,
+    /// The raw `tracestate` header, if any (the first one, when a request
+    /// has several). Kept only with a valid `traceparent`, and only when it
+    /// is valid itself, as W3C trace context asks.
+    pub tracestate: Option<&'a [u8]>,
 }
 
 /// `HTTP <status>`, made without a heap allocation (it fits inline).
@@ -134,13 +138,21 @@ impl RequestTrace {
             // path itself, capped, so the endpoint is never empty.
             (None, None) => path.clone(),
         };
-        let mut span = Span::new(config.service.clone(), endpoint);
+        let mut span = SpanContext::new(config.service.clone(), endpoint);
         if let Some(parent) = req
             .traceparent
             .and_then(|raw| std::str::from_utf8(raw).ok())
             .and_then(|s| TraceParent::parse(s).ok())
         {
             span = span.with_parent(&parent);
+            if let Some(state) = req
+                .tracestate
+                .and_then(|raw| std::str::from_utf8(raw).ok())
+                .map(|s| s.trim_matches([' ', '\t']))
+                .filter(|s| crate::traceparent::tracestate_is_valid(s))
+            {
+                span = span.with_tracestate(Text::copy(state));
+            }
         }
         let mut attrs = Attrs::new();
         if let (true, Some(q)) = (config.capture_query, req.query) {
@@ -315,6 +327,7 @@ mod tests {
             query: Some("token=abc&page=2"),
             route: Some("/users/{id}"),
             traceparent,
+            tracestate: None,
         }
     }
 
