@@ -543,11 +543,17 @@ mod tests {
         let ctx = TraceContext::new(bus.clone(), span);
         let user = context::scope(ctx.clone(), shop.user(7)).await.unwrap();
         assert_eq!(user["id"], 7);
+        let start = sub.try_recv().unwrap();
+        assert_eq!(
+            (start.kind.as_str(), start.message.as_str()),
+            ("span.start", "db.users.get")
+        );
         let e = sub.try_recv().unwrap();
         assert_eq!(
             (e.kind.as_str(), e.message.as_str()),
             ("downstream", "db.users.get")
         );
+        assert_eq!(e.span_id, start.span_id);
         assert_eq!(e.trace_id, ctx.trace_id());
         assert_eq!(e.parent_id, ctx.span().span_id);
         assert!(e.duration_ns > 0);
@@ -561,6 +567,7 @@ mod tests {
         );
         let failed = context::scope(ctx.clone(), broken).await;
         assert!(matches!(failed, Err(ShopError::Internal(_))), "{failed:?}");
+        assert_eq!(sub.try_recv().unwrap().kind.as_str(), "span.start");
         let e = sub.try_recv().unwrap();
         assert_eq!(e.message, "db.broken");
         assert!(e.error.contains("no such table"), "{}", e.error);
