@@ -10,7 +10,9 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::Error;
 use nexus_trace_core::context::Scoped;
 use nexus_trace_core::web::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
-use nexus_trace_core::web::{is_nexus_path, TRACEPARENT_HEADER, TRACESTATE_HEADER, TRACE_ID_HEADER};
+use nexus_trace_core::web::{
+    is_nexus_path, TRACEPARENT_HEADER, TRACESTATE_HEADER, TRACE_ID_HEADER,
+};
 use nexus_trace_core::{Bus, Text};
 
 use crate::body::TracedBody;

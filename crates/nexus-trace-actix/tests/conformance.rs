@@ -8,7 +8,7 @@ use actix_web::body::BoxBody;
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
-use actix_web::{App, HttpResponse, HttpServer, ResponseError};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use nexus_trace_actix::{Access, NexusRoutes, NexusTrace, Shutdown, Trace};
 use nexus_trace_conformance::{conformance_tests, Harness, Opts, Server, Stop};
 use nexus_trace_core::{context, Bus};
@@ -116,7 +116,25 @@ fn traced_routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/extract",
             web::get().to(|Trace(ctx): Trace| async move { ctx.trace_id().to_string() }),
+        )
+        .route(
+            "/orders",
+            web::get().to(|req: HttpRequest| async move {
+                let host = req.connection_info().host().to_owned();
+                nexus_trace_conformance::tree::orders(&host).await
+            }),
         );
+}
+
+/// A second service with its own middleware, on the same bus.
+fn payments_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/charge",
+        web::get().to(|req: HttpRequest| async move {
+            let header = |name: &str| req.headers().get(name).and_then(|h| h.to_str().ok());
+            nexus_trace_conformance::tree::charge(header("traceparent"), header("tracestate")).await
+        }),
+    );
 }
 
 type Started = (u16, ServerHandle, Option<Shutdown>);
@@ -162,6 +180,11 @@ fn serve(bus: Bus, opts: Opts, stop: Stop, port_tx: tokio::sync::oneshot::Sender
                 app = app.configure(nexus.clone());
             }
             app.service(
+                web::scope("/payments")
+                    .wrap(NexusTrace::new(bus.clone()).service("payments"))
+                    .configure(payments_routes),
+            )
+            .service(
                 web::scope("")
                     .wrap(NexusTrace::new(bus.clone()).service("conformance"))
                     .configure(traced_routes)

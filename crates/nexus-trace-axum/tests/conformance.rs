@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::Path;
-use axum::http::StatusCode;
+use axum::http::header::HOST;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -108,8 +109,29 @@ fn app(bus: &Bus, opts: &Opts) -> (Router, Option<Shutdown>) {
             "/extract",
             get(|Trace(ctx): Trace| async move { ctx.trace_id().to_string() }),
         )
+        .route(
+            "/orders",
+            get(|headers: HeaderMap| async move {
+                let host = headers
+                    .get(HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("");
+                nexus_trace_conformance::tree::orders(host).await
+            }),
+        )
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(NexusTraceLayer::new(bus.clone()).service("conformance"));
+    // A second service with its own middleware, on the same bus.
+    let payments = Router::new()
+        .route(
+            "/payments/charge",
+            get(|headers: HeaderMap| async move {
+                let header = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
+                nexus_trace_conformance::tree::charge(header("traceparent"), header("tracestate"))
+                    .await
+            }),
+        )
+        .layer(NexusTraceLayer::new(bus.clone()).service("payments"));
     let untraced = Router::new()
         .route(
             "/no-layer",
@@ -125,7 +147,7 @@ fn app(bus: &Bus, opts: &Opts) -> (Router, Option<Shutdown>) {
                 }
             }),
         );
-    let mut app = untraced.merge(traced);
+    let mut app = untraced.merge(payments).merge(traced);
     let mut shutdown = None;
     if opts.mount {
         let access = match (&opts.access, &opts.token) {

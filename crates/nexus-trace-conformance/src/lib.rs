@@ -20,6 +20,7 @@
 //! | `GET /extract` | returns the trace id taken from the context extractor |
 //! | `GET /no-layer` | *without* the middleware: uses the required extractor (must 500) |
 //! | `GET /no-layer-optional` | *without* the middleware: optional extractor, returns `none` |
+//! | `GET /orders`, `GET /payments/charge` | see [`tree`]: a call to a second service (`payments`, its own middleware) on the same bus |
 //! | `/__nexus/...` | mounted per [`Opts`] (`/`, `/events`, `/traces/{id}`, `/stats`) |
 //!
 //! The server must stop gracefully when [`Stop::signal`] resolves, with the
@@ -40,6 +41,7 @@ pub mod client;
 pub mod csp;
 pub mod stream_end;
 pub mod suite;
+pub mod tree;
 
 /// How the `/__nexus` routes are mounted on a test server.
 #[derive(Debug, Clone)]
@@ -302,6 +304,8 @@ macro_rules! conformance_tests {
             stalled_client_is_cut_off_after_the_write_bound,
             vanished_clients_free_their_place,
             shutdown_closes_streams_with_1001_and_a_final_frame,
+            trace_tree_spans_two_services,
+            trace_flags_and_tracestate_are_propagated,
         );
     };
 }

@@ -21,6 +21,7 @@ pub use crate::stream_end::{
     websocket_close_mid_burst_is_answered_at_once, websocket_pings_are_answered,
     websocket_reconnect_loop_is_exactly_once,
 };
+pub use crate::tree::{trace_flags_and_tracestate_are_propagated, trace_tree_spans_two_services};
 
 const SECOND: Duration = Duration::from_secs(1);
 

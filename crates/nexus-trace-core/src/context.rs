@@ -371,7 +371,9 @@ impl SpanBuilder {
         event.timestamp = ctx.span.started_at;
         event.attrs = self.attrs.clone();
         if self.kind == SpanKind::Client {
-            event.attrs.insert(SPAN_KIND_ATTR, SpanKind::Client.as_str());
+            event
+                .attrs
+                .insert(SPAN_KIND_ATTR, SpanKind::Client.as_str());
         }
         ctx.publish(event);
         SpanGuard {
@@ -678,7 +680,11 @@ pub fn propagate<F: Future>(future: F) -> Scoped<F> {
 /// Records a downstream call on the current request, if there is one.
 /// Returns the event id, or `None` outside a request. See
 /// [`TraceContext::record`].
-pub fn record(name: impl Into<Text>, start: Instant, err: Option<&dyn fmt::Display>) -> Option<u64> {
+pub fn record(
+    name: impl Into<Text>,
+    start: Instant,
+    err: Option<&dyn fmt::Display>,
+) -> Option<u64> {
     with_current(|ctx| ctx.map(|ctx| ctx.record(name, start, err)))
 }
 
@@ -895,8 +901,8 @@ mod tests {
     fn spans_nest_and_the_traceparent_names_the_open_span() {
         let bus = Bus::new(64);
         let mut sub = bus.subscribe(0);
-        let parent = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
-            .unwrap();
+        let parent =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
         let c = TraceContext::new(
             bus.clone(),
             SpanContext::new("shop", "POST /orders")
@@ -929,16 +935,32 @@ mod tests {
             kinds,
             ["span.start", "span.start", "log", "span.end", "downstream"]
         );
-        assert_eq!((ev[0].span_id.id(), ev[0].parent_id.id()), (Some(call_id), Some(server)));
+        assert_eq!(
+            (ev[0].span_id.id(), ev[0].parent_id.id()),
+            (Some(call_id), Some(server))
+        );
         assert_eq!(ev[0].attrs["span.kind"], "client");
         assert_eq!(ev[0].attrs["peer"], "payments");
-        assert_eq!((ev[1].span_id.id(), ev[1].parent_id.id()), (Some(inner_id), Some(call_id)));
-        assert_eq!(ev[2].span_id.id(), Some(inner_id), "a log inside a span attaches to it");
-        assert_eq!((ev[3].message.as_str(), ev[3].error.as_str()), ("encode", "too big"));
+        assert_eq!(
+            (ev[1].span_id.id(), ev[1].parent_id.id()),
+            (Some(inner_id), Some(call_id))
+        );
+        assert_eq!(
+            ev[2].span_id.id(),
+            Some(inner_id),
+            "a log inside a span attaches to it"
+        );
+        assert_eq!(
+            (ev[3].message.as_str(), ev[3].error.as_str()),
+            ("encode", "too big")
+        );
         assert_eq!(ev[4].message, "http.payments.charge");
         assert_eq!(ev[4].span_id.id(), Some(call_id));
         assert_eq!(ev[4].attrs["http.status"], 502);
-        assert_eq!(ev[4].timestamp, ev[0].timestamp, "downstream is stamped at its start");
+        assert_eq!(
+            ev[4].timestamp, ev[0].timestamp,
+            "downstream is stamped at its start"
+        );
         assert!(ev.iter().all(|e| e.trace_id == c.trace_id()));
     }
 
@@ -951,7 +973,10 @@ mod tests {
         }
         let ev = drain(&mut sub);
         assert_eq!(ev.len(), 2);
-        assert_eq!((ev[1].kind.as_str(), ev[1].error.as_str()), ("span.end", ""));
+        assert_eq!(
+            (ev[1].kind.as_str(), ev[1].error.as_str()),
+            ("span.end", "")
+        );
         assert!(ev[1].duration_ns > 0);
 
         let inert = start_span("nowhere");
@@ -979,7 +1004,11 @@ mod tests {
         let kinds: Vec<&str> = ev.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(kinds, ["span.start", "downstream", "span.end"]);
         assert_eq!(ev[0].parent_id.id(), Some(server));
-        assert_eq!(ev[1].parent_id.id(), Some(out.1), "the record nests in the span");
+        assert_eq!(
+            ev[1].parent_id.id(),
+            Some(out.1),
+            "the record nests in the span"
+        );
 
         // A Result future ends its span with the error; a dropped one is
         // "cancelled".

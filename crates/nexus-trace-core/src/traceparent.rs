@@ -436,9 +436,8 @@ fn tracestate_key_is_valid(key: &str) -> bool {
         !b.is_empty()
             && b.len() <= max
             && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-            && b.iter().all(|&c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-*/".contains(&c)
-            })
+            && b.iter()
+                .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-*/".contains(&c))
     };
     match key.split_once('@') {
         Some((tenant, system)) => part(tenant, 241) && part(system, 14),
@@ -451,7 +450,8 @@ fn tracestate_value_is_valid(value: &str) -> bool {
     !b.is_empty()
         && b.len() <= 256
         && b.last() != Some(&b' ')
-        && b.iter().all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
+        && b.iter()
+            .all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
 }
 
 #[cfg(test)]
@@ -772,16 +772,7 @@ mod tests {
         let long_ok = format!("a={}", "x".repeat(256));
         assert!(tracestate_is_valid(&long_ok));
         for bad in [
-            "",
-            " , ",
-            "noequals",
-            "Upper=1",
-            "a=",
-            "a=b=c",
-            "a=\u{e9}",
-            "@v=1",
-            "t@=1",
-            "a=\x01",
+            "", " , ", "noequals", "Upper=1", "a=", "a=b=c", "a=\u{e9}", "@v=1", "t@=1", "a=\x01",
         ] {
             assert!(!tracestate_is_valid(bad), "{bad:?} should be dropped");
         }

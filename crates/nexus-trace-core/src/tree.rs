@@ -190,7 +190,11 @@ impl TraceTree {
             }
             let spanful = matches!(
                 event.kind,
-                Kind::RequestStart | Kind::RequestEnd | Kind::SpanStart | Kind::SpanEnd | Kind::Downstream
+                Kind::RequestStart
+                    | Kind::RequestEnd
+                    | Kind::SpanStart
+                    | Kind::SpanEnd
+                    | Kind::Downstream
             );
             if !spanful || event.span_id.is_empty() {
                 loose.push(event.id);
@@ -566,7 +570,10 @@ mod tests {
     }
 
     fn names(t: &TraceTree) -> Vec<(String, usize)> {
-        t.spans.iter().map(|s| (s.name.to_string(), s.depth)).collect()
+        t.spans
+            .iter()
+            .map(|s| (s.name.to_string(), s.depth))
+            .collect()
     }
 
     const ORDERS: &str = "00000000000000a1";
@@ -701,14 +708,24 @@ mod tests {
         let t = tree(&[go, stray, other_trace], 5);
         assert!(t.spans.is_empty());
         assert_eq!(t.loose, [1, 2]);
-        assert!(TraceTree::build(&WireId::parse("0af7651916cd43dd8448eb211c80319d"), &[], at(0))
-            .is_none());
+        assert!(TraceTree::build(
+            &WireId::parse("0af7651916cd43dd8448eb211c80319d"),
+            &[],
+            at(0)
+        )
+        .is_none());
     }
 
     #[test]
     fn a_parent_cycle_terminates_and_is_broken() {
-        let a = ended(ev(1, Kind::SpanEnd, "000000000000000a", "000000000000000b", 5), 5);
-        let b = ended(ev(2, Kind::SpanEnd, "000000000000000b", "000000000000000a", 9), 5);
+        let a = ended(
+            ev(1, Kind::SpanEnd, "000000000000000a", "000000000000000b", 5),
+            5,
+        );
+        let b = ended(
+            ev(2, Kind::SpanEnd, "000000000000000b", "000000000000000a", 9),
+            5,
+        );
         let t = tree(&[a, b], 10);
         assert_eq!(t.spans.len(), 2);
         assert!(t.spans[0].orphan);

@@ -77,8 +77,7 @@ fn publishing_a_prepared_event_allocates_once() {
     }
     let (n, _) = allocations(|| ctx.event(Kind::Downstream));
     assert_eq!(n, 0, "an event from a context copies no string");
-    let (n, _) =
-        allocations(|| ctx.record("db.orders.get", std::time::Instant::now(), None));
+    let (n, _) = allocations(|| ctx.record("db.orders.get", std::time::Instant::now(), None));
     assert_eq!(n, 1, "a downstream call with a static name: its Arc only");
     let (n, _) = allocations(|| ctx.log("a static message"));
     assert_eq!(n, 1);

@@ -343,7 +343,10 @@ impl Shop {
             Ok(_) => None,
         };
         if let Ok(res) = &result {
-            call.attr("http.response.status_code", i64::from(res.status().as_u16()));
+            call.attr(
+                "http.response.status_code",
+                i64::from(res.status().as_u16()),
+            );
         }
         match &error {
             Some(e) => call.end_err(e),

@@ -77,8 +77,8 @@ use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::time::Instant;
 
-use nexus_trace_core::event::Value;
 use nexus_trace_core::context::Entered;
+use nexus_trace_core::event::Value;
 use nexus_trace_core::{context, Attrs, Bus, Event, Kind, Text, TraceContext};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};

@@ -118,7 +118,10 @@ fn spans_in_a_request_are_child_spans_with_their_logs() {
     assert_eq!(load.attrs["id"], 7);
     assert_eq!(load.attrs["table"], "users");
     assert!(load.error.is_empty());
-    assert_eq!(load.timestamp, start.timestamp, "downstream is stamped at its start");
+    assert_eq!(
+        load.timestamp, start.timestamp,
+        "downstream is stamped at its start"
+    );
 
     let insert = &ev[4];
     assert_eq!(insert.parent_id, request_span);
@@ -165,13 +168,19 @@ fn nested_spans_keep_their_hierarchy() {
     assert_eq!(checkout.parent_id, request_span);
     assert!(!checkout.attrs.contains_key("span.kind"), "internal");
     assert_eq!(insert.parent_id, checkout.span_id);
-    assert_eq!(ev[2].span_id, insert.span_id, "the log is inside the insert");
+    assert_eq!(
+        ev[2].span_id, insert.span_id,
+        "the log is inside the insert"
+    );
     assert_eq!(ev[3].parent_id, insert.span_id, "the record nests in it");
     // A span with no tracing parent falls back to the current nexus span:
     // the entered checkout span.
     assert_eq!(ev[5].parent_id, checkout.span_id);
     assert_eq!(ev[7].span_id, checkout.span_id);
-    assert!(context::current().is_none(), "entered spans restored the context");
+    assert!(
+        context::current().is_none(),
+        "entered spans restored the context"
+    );
 }
 
 #[test]
