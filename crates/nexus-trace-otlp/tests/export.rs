@@ -556,3 +556,82 @@ fn spawn_outside_a_runtime_is_an_error() {
         .unwrap_err();
     assert!(err.to_string().contains("tokio runtime"), "{err}");
 }
+
+/// `/orders` → a CLIENT span → payments `/charge` (continuing the client
+/// span's `traceparent`) → an INTERNAL `ledger.write` span with a log: the
+/// exported parents are exactly the tree `/__nexus/traces/{id}` serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exported_parents_form_the_trace_tree() {
+    use nexus_trace_core::{TraceTree, WireId};
+
+    let mut rx = receiver(Mode::Ok).await;
+    let bus = Bus::new(1024);
+    let mut copy = bus.subscribe(0);
+    let exporter = builder(&bus, rx.addr).build().unwrap().spawn().unwrap();
+
+    let mut orders = RequestTrace::start(
+        &bus,
+        &config("shop"),
+        info("POST", "/orders", "/orders", None),
+    );
+    let call = orders
+        .context()
+        .span_builder("http.payments.charge")
+        .client()
+        .start();
+    let header = call.traceparent().unwrap().to_string();
+    let mut charge = RequestTrace::start(
+        &bus,
+        &config("payments"),
+        info("POST", "/charge", "/charge", Some(header.as_bytes())),
+    );
+    let ledger = charge.context().start_span("ledger.write");
+    ledger.log("appended");
+    ledger.end();
+    charge.finish(Outcome::Completed { status: 200 });
+    call.end();
+    orders.finish(Outcome::Completed { status: 201 });
+
+    let spans = rx.spans(4).await;
+    assert_eq!(spans.len(), 4, "{spans:#?}");
+    let events: Vec<_> = std::iter::from_fn(|| copy.try_recv().ok()).collect();
+    let trace_id: WireId<_> = orders.context().trace_id().into();
+    let tree = TraceTree::build(
+        &trace_id,
+        events.iter().map(|e| &**e),
+        std::time::SystemTime::now(),
+    )
+    .expect("the trace's events");
+    assert_eq!(tree.spans.len(), 4);
+    for node in &tree.spans {
+        let (_, span) = spans
+            .iter()
+            .find(|(_, s)| s.span_id == node.span_id.id().unwrap().to_bytes())
+            .unwrap_or_else(|| panic!("{} not exported", node.name));
+        let parent = node
+            .parent_id
+            .id()
+            .map(|p| p.to_bytes().to_vec())
+            .unwrap_or_default();
+        assert_eq!(span.parent_span_id, parent, "{} parent", node.name);
+        let kind = match node.kind {
+            nexus_trace_core::tree::NodeKind::Server => SpanKind::Server,
+            nexus_trace_core::tree::NodeKind::Client => SpanKind::Client,
+            nexus_trace_core::tree::NodeKind::Internal => SpanKind::Internal,
+        };
+        assert_eq!(span.kind, kind as i32, "{} kind", node.name);
+    }
+    let depths: Vec<usize> = tree.spans.iter().map(|s| s.depth).collect();
+    assert_eq!(depths, [0, 1, 2, 3]);
+    let (_, ledger_span) = spans
+        .iter()
+        .find(|(_, s)| s.name == "ledger.write")
+        .unwrap();
+    assert_eq!(
+        ledger_span.events.len(),
+        1,
+        "the log is a span event of ledger.write"
+    );
+    assert_eq!(ledger_span.events[0].name, "appended");
+    exporter.shutdown(Duration::from_secs(5)).await;
+}
