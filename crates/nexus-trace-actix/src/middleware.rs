@@ -9,9 +9,9 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::Error;
 use nexus_trace_core::context::Scoped;
-use nexus_trace_core::web::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
-use nexus_trace_core::web::{is_nexus_path, TRACEPARENT_HEADER, TRACE_ID_HEADER};
 use nexus_trace_core::{Bus, Text};
+use nexus_trace_http::record::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
+use nexus_trace_http::record::{is_nexus_path, TRACEPARENT_HEADER, TRACE_ID_HEADER};
 
 use crate::body::TracedBody;
 
@@ -136,7 +136,7 @@ where
             let _entered = ctx.enter();
             self.service.call(req)
         };
-        ResponseFuture::traced(nexus_trace_core::scope(ctx, future), trace)
+        ResponseFuture::traced(nexus_trace_core::context::scope(ctx, future), trace)
     }
 }
 

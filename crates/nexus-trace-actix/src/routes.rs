@@ -10,14 +10,15 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
 use futures_util::{Sink, Stream, StreamExt};
-use nexus_trace_core::web::gate::Access;
-use nexus_trace_core::web::session::{Incoming, Outgoing};
-use nexus_trace_core::web::shutdown::Shutdown;
-use nexus_trace_core::web::stream::Format;
-use nexus_trace_core::web::surface::{EventsRequest, Refusal, Surface};
-use nexus_trace_core::web::timer::Timer;
-use nexus_trace_core::web::{dashboard, sse, PREFIX};
 use nexus_trace_core::Bus;
+use nexus_trace_http::serve::gate::Access;
+use nexus_trace_http::serve::session::{Incoming, Outgoing};
+use nexus_trace_http::serve::shutdown::Shutdown;
+use nexus_trace_http::serve::stream::Format;
+use nexus_trace_http::serve::surface::{EventsRequest, Refusal, Surface};
+use nexus_trace_http::serve::timer::Timer;
+use nexus_trace_http::serve::{dashboard, sse};
+use nexus_trace_http::PREFIX;
 
 /// The `/__nexus` routes: the live event stream, traces by id, and the
 /// dashboard, behind an access gate that must be chosen explicitly.

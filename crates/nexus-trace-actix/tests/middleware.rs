@@ -142,8 +142,8 @@ async fn nexus_paths_are_not_traced_and_extractor_sees_the_context() {
             .route(
                 "/ctx",
                 web::get().to(|Trace(ctx): Trace| async move {
-                    let same =
-                        nexus_trace_core::current().map(|c| c.trace_id()) == Some(ctx.trace_id());
+                    let same = nexus_trace_core::context::current().map(|c| c.trace_id())
+                        == Some(ctx.trace_id());
                     same.to_string()
                 }),
             )

@@ -10,7 +10,7 @@ use nexus_trace_core::TraceContext;
 ///
 /// The layer does not store the context in the request's extensions (that
 /// would cost an allocation per request): the extractor takes
-/// [`current()`](nexus_trace_core::current), which the layer sets while it
+/// [`current()`](nexus_trace_core::context::current), which the layer sets while it
 /// polls the request's future, and a `TraceContext` in the extensions if
 /// one was put there. A layer between this one and the handler that runs
 /// the handler on another task must hand the context over with
@@ -61,7 +61,7 @@ fn context_of(parts: &Parts) -> Option<TraceContext> {
         .extensions
         .get::<TraceContext>()
         .cloned()
-        .or_else(nexus_trace_core::current)
+        .or_else(nexus_trace_core::context::current)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Trace {

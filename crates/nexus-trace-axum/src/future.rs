@@ -5,8 +5,8 @@ use std::task::{Context, Poll};
 
 use http::{HeaderName, HeaderValue, Response};
 use nexus_trace_core::context::Scoped;
-use nexus_trace_core::web::request::{Outcome, RequestTrace};
-use nexus_trace_core::web::TRACE_ID_HEADER;
+use nexus_trace_http::record::request::{Outcome, RequestTrace};
+use nexus_trace_http::record::TRACE_ID_HEADER;
 
 use crate::body::TracedBody;
 

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
-use nexus_trace_core::web::request::TraceConfig;
 use nexus_trace_core::{Bus, Text};
+use nexus_trace_http::record::request::TraceConfig;
 use tower_layer::Layer;
 
 use crate::service::NexusTrace;

@@ -5,7 +5,7 @@
 //!   (also on handler error, panic, client disconnect; measured at the end of
 //!   the response body), continues an incoming W3C `traceparent`, echoes the
 //!   trace id in `x-trace-id`, and makes the request context available to
-//!   all code inside the request via [`nexus_trace_core::current`].
+//!   all code inside the request via [`nexus_trace_core::context::current`].
 //! * [`Trace`]: an extractor for the request context.
 //! * [`NexusRoutes`]: the `/__nexus` routes (live events over SSE or
 //!   WebSocket, traces by id, the dashboard), behind a required access gate.
@@ -43,7 +43,7 @@ pub use body::TracedBody;
 pub use extract::{MissingTraceLayer, Trace};
 pub use future::ResponseFuture;
 pub use layer::NexusTraceLayer;
-pub use nexus_trace_core::web::gate::{Access, AccessRequest, Decision, GateError};
-pub use nexus_trace_core::web::shutdown::Shutdown;
+pub use nexus_trace_http::serve::gate::{Access, AccessRequest, Decision, GateError};
+pub use nexus_trace_http::serve::shutdown::Shutdown;
 pub use routes::NexusRoutes;
 pub use service::NexusTrace;

@@ -16,14 +16,15 @@ use axum::Router;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
-use nexus_trace_core::web::gate::Access;
-use nexus_trace_core::web::session::{Incoming, Outgoing};
-use nexus_trace_core::web::shutdown::Shutdown;
-use nexus_trace_core::web::stream::Format;
-use nexus_trace_core::web::surface::{EventsRequest, Refusal, Surface};
-use nexus_trace_core::web::timer::Timer;
-use nexus_trace_core::web::{dashboard, sse, PREFIX};
 use nexus_trace_core::Bus;
+use nexus_trace_http::serve::gate::Access;
+use nexus_trace_http::serve::session::{Incoming, Outgoing};
+use nexus_trace_http::serve::shutdown::Shutdown;
+use nexus_trace_http::serve::stream::Format;
+use nexus_trace_http::serve::surface::{EventsRequest, Refusal, Surface};
+use nexus_trace_http::serve::timer::Timer;
+use nexus_trace_http::serve::{dashboard, sse};
+use nexus_trace_http::PREFIX;
 
 /// Largest message a stream client may send (it has nothing to say beyond
 /// control frames; actix-ws uses the same limit).

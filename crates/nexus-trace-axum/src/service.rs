@@ -4,9 +4,9 @@ use std::task::{Context, Poll};
 
 use axum::extract::MatchedPath;
 use http::{Request, Response};
-use nexus_trace_core::web::request::{RequestInfo, RequestTrace, TraceConfig};
-use nexus_trace_core::web::{is_nexus_path, TRACEPARENT_HEADER};
 use nexus_trace_core::Bus;
+use nexus_trace_http::record::request::{RequestInfo, RequestTrace, TraceConfig};
+use nexus_trace_http::record::{is_nexus_path, TRACEPARENT_HEADER};
 use tower_service::Service;
 
 use crate::body::TracedBody;
@@ -69,6 +69,6 @@ where
             let _entered = ctx.enter();
             self.inner.call(req)
         };
-        ResponseFuture::traced(nexus_trace_core::scope(ctx, future), trace)
+        ResponseFuture::traced(nexus_trace_core::context::scope(ctx, future), trace)
     }
 }

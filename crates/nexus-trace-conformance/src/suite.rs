@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use eventsource_stream::Eventsource;
-use nexus_trace_core::web::gate::{Access, Decision};
+use nexus_trace_http::serve::gate::{Access, Decision};
 
 use crate::client::{id_of, ws_read, SseStream};
 use crate::stream_end::wait_for_stats;
@@ -398,7 +398,7 @@ pub async fn token_gate(h: &impl Harness) {
 /// `127.0.0.2` (loopback on Linux, but another address) while its headers
 /// claim `127.0.0.1`: it is refused, and the gate saw `127.0.0.2`. That the
 /// loopback gate refuses every non-loopback peer is `Access::check` alone,
-/// unit-tested in the core (`web::gate`).
+/// unit-tested in `nexus-trace-http` (`serve::gate`).
 pub async fn loopback_gate_ignores_forwarded_for(h: &impl Harness) {
     let server = h.spawn(Opts::default()).await;
     let c = client();

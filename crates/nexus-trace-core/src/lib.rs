@@ -42,20 +42,26 @@
 
 mod bus;
 pub mod context;
-pub mod event;
+mod event;
 #[cfg(nexus_loom)]
+#[doc(hidden)]
 pub mod loom_support;
+#[cfg(feature = "test-oracle")]
 pub mod model;
 mod registry;
 mod ring;
 mod subscription;
+// Public only for the repository's loom models (`sync::mutation`); not part
+// of the API.
+#[doc(hidden)]
 pub mod sync;
-pub mod traceparent;
-pub mod web;
+mod traceparent;
 
 pub use bus::{Bus, CapacityError, Counters};
-pub use context::{current, record, scope, Span, TraceContext};
-pub use event::{Attrs, Event, Kind, Method, Text, WireId};
+pub use context::{Span, TraceContext};
+pub use event::{
+    Attrs, Event, EventParseError, GoFormatter, Kind, Method, Text, Value, W3cId, WireId,
+    INLINE_CAPACITY,
+};
 pub use subscription::{RecvError, RecvTimeoutError, Subscription, TryRecvError};
-pub use sync::Arc;
-pub use traceparent::{SpanId, TraceId, TraceParent};
+pub use traceparent::{SpanId, TraceId, TraceParent, TraceParentError, MAX_TRACEPARENT_LEN};

@@ -5,7 +5,6 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;
 
-use nexus_trace_core::web::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
 use nexus_trace_core::{Bus, Event, Kind, Span, Text, TraceContext};
 
 struct Counting;
@@ -53,16 +52,6 @@ fn allocations<R>(f: impl FnOnce() -> R) -> (u64, R) {
     (ALLOCS.with(Cell::get) - before, r)
 }
 
-fn info(path: &str) -> RequestInfo<'_> {
-    RequestInfo {
-        method: "GET",
-        path,
-        query: None,
-        route: Some("/api/v1/accounts/{account}/orders/{order}"),
-        traceparent: Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-    }
-}
-
 #[test]
 fn publishing_a_prepared_event_allocates_once() {
     let bus = Bus::new(8);
@@ -81,40 +70,6 @@ fn publishing_a_prepared_event_allocates_once() {
     assert_eq!(n, 1, "a downstream call with a static name: its Arc only");
     let (n, _) = allocations(|| ctx.log("a static message"));
     assert_eq!(n, 1);
-}
-
-#[test]
-fn a_request_allocates_its_two_events_and_a_long_path() {
-    let bus = Bus::new(64);
-    let config = TraceConfig {
-        service: Text::from_static("shop"),
-        ..TraceConfig::default()
-    };
-    // The first request of a long route puts its template in the cache.
-    drop(RequestTrace::start(&bus, &config, info("/")));
-    for (path, expected) in [
-        ("/api/v1/accounts/7/orders/9", 3), // longer than 22 bytes: shared
-        ("/orders/9", 2),                   // inline
-    ] {
-        let (n, _) = allocations(|| {
-            let mut trace = RequestTrace::start(&bus, &config, info(path));
-            trace.set_status(200);
-            trace.finish(Outcome::Completed { status: 200 });
-            trace.trace_id_hex()
-        });
-        assert_eq!(n, expected, "{path}");
-    }
-    // Ends that are not a plain success add no text of their own.
-    let (n, _) = allocations(|| {
-        let mut trace = RequestTrace::start(&bus, &config, info("/orders/9"));
-        trace.finish(Outcome::Completed { status: 503 });
-    });
-    assert_eq!(n, 2, "HTTP 503 is inline");
-    let (n, _) = allocations(|| drop(RequestTrace::start(&bus, &config, info("/orders/9"))));
-    assert_eq!(
-        n, 3,
-        "an aborted end: its events and the `aborted` attribute"
-    );
 }
 
 #[test]

@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use nexus_trace_core::web::gate::Access;
 use nexus_trace_core::{context, Bus, TraceContext};
+use nexus_trace_http::serve::gate::Access;
 use nexus_trace_otlp::{ExporterHandle, OtlpExporter};
 use nexus_trace_tracing::NexusLayer;
 use rusqlite::{Connection, OptionalExtension};

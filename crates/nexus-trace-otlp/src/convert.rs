@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
-use nexus_trace_core::event::Value as Attr;
+use nexus_trace_core::Value as Attr;
 use nexus_trace_core::{Event, Kind, SpanId};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
@@ -457,8 +457,8 @@ pub(crate) fn request(items: Vec<Item>) -> ExportTraceServiceRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nexus_trace_core::web::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
     use nexus_trace_core::Bus;
+    use nexus_trace_http::record::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
     use serde_json::json;
 
     fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Any> {

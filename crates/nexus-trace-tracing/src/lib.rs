@@ -66,7 +66,7 @@ use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::time::{Instant, SystemTime};
 
-use nexus_trace_core::event::Value;
+use nexus_trace_core::Value;
 use nexus_trace_core::{context, Attrs, Bus, Event, Kind, SpanId, Text, TraceContext};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};

@@ -10,15 +10,15 @@ use std::time::Duration;
 use futures_core::Stream;
 use futures_sink::Sink;
 
-use crate::web::gate::{Access, AccessRequest, Decision};
-use crate::web::limit::{StreamLimiter, StreamPermit};
-use crate::web::session::{Incoming, Outgoing, Parts, StreamSession};
-use crate::web::shutdown::{Shutdown, ShutdownListener};
-use crate::web::sse_body::{sse_body, SseBody, SseGone, SseSender};
-use crate::web::stream::{EventStream, Format};
-use crate::web::timer::{Ticks, Timer};
-use crate::web::{resume, stats_json, trace_json, websocket_origin_allowed};
-use crate::Bus;
+use crate::serve::gate::{Access, AccessRequest, Decision};
+use crate::serve::limit::{StreamLimiter, StreamPermit};
+use crate::serve::session::{Incoming, Outgoing, Parts, StreamSession};
+use crate::serve::shutdown::{Shutdown, ShutdownListener};
+use crate::serve::sse_body::{sse_body, SseBody, SseGone, SseSender};
+use crate::serve::stream::{EventStream, Format};
+use crate::serve::timer::{Ticks, Timer};
+use crate::serve::{resume, stats_json, trace_json, websocket_origin_allowed};
+use nexus_trace_core::Bus;
 
 /// A refused request: status, plain-text message, extra headers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@ fn inline<'a>(html: &'a str, tag: &str) -> &'a str {
 }
 
 fn main() {
-    let page = "src/web/dashboard.html";
+    let page = "src/serve/dashboard.html";
     println!("cargo:rerun-if-changed={page}");
     println!("cargo:rerun-if-changed=build.rs");
     let html = std::fs::read_to_string(page).expect("dashboard page");

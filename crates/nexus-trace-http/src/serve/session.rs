@@ -15,7 +15,7 @@
 //!   frame is read from the ring only when the transport can take it, so
 //!   what a slow client has not taken stays in the ring (and is reported as
 //!   lag if it is overwritten), never in a queue of its own.
-//! * **Shutdown.** When the surface's [`Shutdown`](crate::web::shutdown::Shutdown)
+//! * **Shutdown.** When the surface's [`Shutdown`](crate::serve::shutdown::Shutdown)
 //!   is triggered, what was handed to the transport goes out, then the
 //!   goodbye: WebSocket Close 1001 (then a bounded wait for the client's
 //!   Close), or the final SSE `shutdown` frame (whose `next` is the first
@@ -40,11 +40,11 @@ use std::time::Duration;
 use futures_core::Stream;
 use futures_sink::Sink;
 
-use crate::web::limit::{EndReason, StreamPermit};
-use crate::web::shutdown::ShutdownListener;
-use crate::web::sse;
-use crate::web::stream::{EventStream, Format, Frame};
-use crate::web::timer::{Deadline, Ticks, Timer};
+use crate::serve::limit::{EndReason, StreamPermit};
+use crate::serve::shutdown::ShutdownListener;
+use crate::serve::sse;
+use crate::serve::stream::{EventStream, Format, Frame};
+use crate::serve::timer::{Deadline, Ticks, Timer};
 
 /// WebSocket close code: normal closure.
 pub const CLOSE_NORMAL: u16 = 1000;
@@ -104,8 +104,8 @@ enum Phase {
 }
 
 /// One client's session: a future that ends with the reason the stream
-/// ended. Made by [`Admitted::into_session`](crate::web::surface::Admitted::into_session)
-/// or [`Admitted::into_sse`](crate::web::surface::Admitted::into_sse).
+/// ended. Made by [`Admitted::into_session`](crate::serve::surface::Admitted::into_session)
+/// or [`Admitted::into_sse`](crate::serve::surface::Admitted::into_sse).
 pub struct StreamSession<Tm: Timer, Tx, Rx> {
     events: EventStream<Ticks<Tm>>,
     format: Format,
@@ -435,9 +435,9 @@ mod tests {
     use futures::task::noop_waker;
 
     use super::*;
-    use crate::web::gate::Access;
-    use crate::web::surface::{EventsRequest, Surface};
-    use crate::{Bus, Event};
+    use crate::serve::gate::Access;
+    use crate::serve::surface::{EventsRequest, Surface};
+    use nexus_trace_core::{Bus, Event};
 
     /// A clock the test moves by hand, in milliseconds.
     #[derive(Clone, Default)]

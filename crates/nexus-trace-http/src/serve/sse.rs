@@ -7,7 +7,7 @@
 //! `%0D%0A` decoded, a user agent with CR/LF) can end the line or inject a
 //! frame.
 
-use crate::event::Event;
+use nexus_trace_core::Event;
 
 /// Response headers every SSE stream carries (besides `content-type`).
 pub const HEADERS: [(&str, &str); 3] = [

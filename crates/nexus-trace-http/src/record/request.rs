@@ -5,12 +5,12 @@
 
 use std::time::SystemTime;
 
-use crate::context::{Span, TraceContext};
-use crate::event::{Attrs, Event, Kind, Method, Text, W3cId};
-use crate::traceparent::TraceParent;
-use crate::web::redact;
-use crate::web::route::RouteCache;
-use crate::Bus;
+use crate::record::redact;
+use crate::record::route::RouteCache;
+use nexus_trace_core::Bus;
+use nexus_trace_core::TraceParent;
+use nexus_trace_core::{Attrs, Event, Kind, Method, Text, W3cId};
+use nexus_trace_core::{Span, TraceContext};
 
 /// Longest method kept in an event, in bytes.
 const MAX_METHOD: usize = 32;
@@ -122,7 +122,7 @@ impl RequestTrace {
     /// `traceparent`, else a fresh W3C trace id) and publishes `request.start`.
     ///
     /// Allocates the `request.start` event and, for a path longer than
-    /// [`INLINE_CAPACITY`](crate::event::INLINE_CAPACITY) bytes, the path
+    /// [`INLINE_CAPACITY`](nexus_trace_core::INLINE_CAPACITY) bytes, the path
     /// text that both events share; names come from `config` and its route
     /// cache, ids are binary.
     pub fn start(bus: &Bus, config: &TraceConfig, req: RequestInfo<'_>) -> RequestTrace {
@@ -306,7 +306,7 @@ impl Drop for RequestTrace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Subscription;
+    use nexus_trace_core::Subscription;
 
     fn info<'a>(traceparent: Option<&'a [u8]>) -> RequestInfo<'a> {
         RequestInfo {
@@ -318,7 +318,7 @@ mod tests {
         }
     }
 
-    fn all(sub: &mut Subscription) -> Vec<std::sync::Arc<crate::Event>> {
+    fn all(sub: &mut Subscription) -> Vec<std::sync::Arc<nexus_trace_core::Event>> {
         std::iter::from_fn(|| sub.try_recv().ok()).collect()
     }
 
