@@ -6,7 +6,7 @@
 //!   response body), continues an incoming W3C `traceparent`, echoes the
 //!   trace id in `x-trace-id`, and makes the request context available to
 //!   all code inside the request via [`nexus_trace_core::context::current`].
-//! * [`Trace`]: an extractor for the request context.
+//! * [`RequestTrace`]: an extractor for the request context.
 //! * [`NexusRoutes`]: the `/__nexus` routes (live events over SSE or
 //!   WebSocket, traces by id, the dashboard), behind a required access gate.
 //!   A client's WebSocket Close is answered at once, a client that stops
@@ -60,7 +60,7 @@ mod middleware;
 mod routes;
 
 pub use body::TracedBody;
-pub use extract::{MissingTraceMiddleware, Trace};
+pub use extract::{MissingTraceMiddleware, RequestTrace};
 pub use middleware::{NexusTrace, NexusTraceMiddleware, ResponseFuture};
 pub use nexus_trace_http::serve::gate::{Access, AccessRequest, Decision, GateError};
 pub use nexus_trace_http::serve::shutdown::Shutdown;

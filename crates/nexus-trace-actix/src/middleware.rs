@@ -127,7 +127,7 @@ where
                 traceparent: req.headers().get(&TRACEPARENT).map(HeaderValue::as_bytes),
             },
         );
-        // The handler reaches the context through `current()` (the `Trace`
+        // The handler reaches the context through `current()` (the `RequestTrace`
         // extractor does), set while its future is polled: no per-request
         // extension to allocate.
         let ctx = trace.context().clone();

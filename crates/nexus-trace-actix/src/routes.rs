@@ -15,7 +15,7 @@ use nexus_trace_http::serve::gate::Access;
 use nexus_trace_http::serve::session::{Incoming, Outgoing};
 use nexus_trace_http::serve::shutdown::Shutdown;
 use nexus_trace_http::serve::stream::Format;
-use nexus_trace_http::serve::surface::{EventsRequest, Refusal, Surface};
+use nexus_trace_http::serve::surface::{EventsRequest, NexusEndpoints, Refusal};
 use nexus_trace_http::serve::timer::Timer;
 use nexus_trace_http::serve::{dashboard, sse};
 use nexus_trace_http::PREFIX;
@@ -83,7 +83,7 @@ use nexus_trace_http::PREFIX;
 /// ```
 #[derive(Debug, Clone)]
 pub struct NexusRoutes {
-    surface: Surface,
+    surface: NexusEndpoints,
 }
 
 impl NexusRoutes {
@@ -91,7 +91,7 @@ impl NexusRoutes {
     /// `Access::bearer(token)?`; an empty token is refused there).
     pub fn new(bus: Bus, access: Access) -> Self {
         NexusRoutes {
-            surface: Surface::new(bus, access),
+            surface: NexusEndpoints::new(bus, access),
         }
     }
 
@@ -208,7 +208,7 @@ fn raw(req: &HttpRequest, name: header::HeaderName) -> Option<&[u8]> {
 }
 
 /// The access gate: `None` to serve the request, else the refusal.
-fn gated(surface: &Surface, req: &HttpRequest) -> Option<HttpResponse> {
+fn gated(surface: &NexusEndpoints, req: &HttpRequest) -> Option<HttpResponse> {
     surface
         .gate(
             req.peer_addr(),
@@ -226,7 +226,7 @@ fn page() -> HttpResponse {
     res.body(dashboard::HTML)
 }
 
-fn trace(surface: &Surface, trace_id: &str) -> HttpResponse {
+fn trace(surface: &NexusEndpoints, trace_id: &str) -> HttpResponse {
     match surface.trace(trace_id) {
         Ok(json) => HttpResponse::Ok()
             .content_type("application/json")
@@ -235,13 +235,13 @@ fn trace(surface: &Surface, trace_id: &str) -> HttpResponse {
     }
 }
 
-fn stats(surface: &Surface) -> HttpResponse {
+fn stats(surface: &NexusEndpoints) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(surface.stats())
 }
 
-fn events(surface: &Surface, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
+fn events(surface: &NexusEndpoints, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
     let admitted = surface.events(EventsRequest {
         last_event_id: raw(req, header::HeaderName::from_static("last-event-id")),
         query: req.uri().query(),

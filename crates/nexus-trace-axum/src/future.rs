@@ -14,7 +14,7 @@ use crate::body::TracedBody;
 const TRACE_ID: HeaderName = HeaderName::from_static(TRACE_ID_HEADER);
 
 pin_project_lite::pin_project! {
-    /// Response future of [`NexusTrace`](crate::NexusTrace).
+    /// Response future of [`NexusTraceService`](crate::NexusTraceService).
     ///
     /// Holds the request's [`RequestTrace`]: if this future is dropped before
     /// it completes (client gone) or unwinds (handler panic), the trace's drop

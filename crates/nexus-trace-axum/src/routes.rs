@@ -21,7 +21,7 @@ use nexus_trace_http::serve::gate::Access;
 use nexus_trace_http::serve::session::{Incoming, Outgoing};
 use nexus_trace_http::serve::shutdown::Shutdown;
 use nexus_trace_http::serve::stream::Format;
-use nexus_trace_http::serve::surface::{EventsRequest, Refusal, Surface};
+use nexus_trace_http::serve::surface::{EventsRequest, NexusEndpoints, Refusal};
 use nexus_trace_http::serve::timer::Timer;
 use nexus_trace_http::serve::{dashboard, sse};
 use nexus_trace_http::PREFIX;
@@ -78,12 +78,12 @@ const CLIENT_MESSAGE_LIMIT: usize = 64 * 1024;
 /// # }
 /// ```
 ///
-/// Every decision is made by the framework-free [`Surface`] of the core, and
+/// Every decision is made by the framework-free [`NexusEndpoints`] of the core, and
 /// every stream's life by its session there, so the actix-web adapter
 /// answers exactly alike.
 #[derive(Debug, Clone)]
 pub struct NexusRoutes {
-    surface: Surface,
+    surface: NexusEndpoints,
 }
 
 impl NexusRoutes {
@@ -91,7 +91,7 @@ impl NexusRoutes {
     /// `Access::bearer(token)?`; an empty token is refused there).
     pub fn new(bus: Bus, access: Access) -> Self {
         NexusRoutes {
-            surface: Surface::new(bus, access),
+            surface: NexusEndpoints::new(bus, access),
         }
     }
 
@@ -165,7 +165,7 @@ fn header(headers: &HeaderMap, name: header::HeaderName) -> Option<&[u8]> {
     headers.get(name).map(HeaderValue::as_bytes)
 }
 
-async fn gate(State(surface): State<Arc<Surface>>, req: Request, next: Next) -> Response {
+async fn gate(State(surface): State<Arc<NexusEndpoints>>, req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -186,14 +186,17 @@ async fn page() -> Response {
     res
 }
 
-async fn trace(State(surface): State<Arc<Surface>>, Path(trace_id): Path<String>) -> Response {
+async fn trace(
+    State(surface): State<Arc<NexusEndpoints>>,
+    Path(trace_id): Path<String>,
+) -> Response {
     match surface.trace(&trace_id) {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(r) => refusal(r),
     }
 }
 
-async fn stats(State(surface): State<Arc<Surface>>) -> Response {
+async fn stats(State(surface): State<Arc<NexusEndpoints>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         surface.stats(),
@@ -201,7 +204,7 @@ async fn stats(State(surface): State<Arc<Surface>>) -> Response {
         .into_response()
 }
 
-async fn events(State(surface): State<Arc<Surface>>, req: Request) -> Response {
+async fn events(State(surface): State<Arc<NexusEndpoints>>, req: Request) -> Response {
     let h = req.headers();
     let admitted = surface.events(EventsRequest {
         last_event_id: header(h, header::HeaderName::from_static("last-event-id")),

@@ -14,19 +14,19 @@ use crate::future::ResponseFuture;
 
 /// The middleware service made by [`NexusTraceLayer`](crate::NexusTraceLayer).
 #[derive(Debug, Clone)]
-pub struct NexusTrace<S> {
+pub struct NexusTraceService<S> {
     inner: S,
     bus: Bus,
     config: Arc<TraceConfig>,
 }
 
-impl<S> NexusTrace<S> {
+impl<S> NexusTraceService<S> {
     pub(crate) fn new(inner: S, bus: Bus, config: Arc<TraceConfig>) -> Self {
-        NexusTrace { inner, bus, config }
+        NexusTraceService { inner, bus, config }
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for NexusTrace<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for NexusTraceService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: fmt::Display,
@@ -60,7 +60,7 @@ where
                 traceparent: req.headers().get(TRACEPARENT_HEADER).map(|v| v.as_bytes()),
             },
         );
-        // The handler reaches the context through `current()` (the `Trace`
+        // The handler reaches the context through `current()` (the `RequestTrace`
         // extractor does), set while its future is polled: no per-request
         // extension to allocate.
         let ctx = trace.context().clone();

@@ -35,7 +35,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Instant, SystemTime};
 
 use crate::bus::Bus;
-use crate::event::{Event, Kind, Text};
+use crate::event::{Event, EventKind as Kind, Text};
 use crate::traceparent::{SpanId, TraceId, TraceParent};
 
 /// The server-side span of one request: who it is and when it started.

@@ -60,7 +60,7 @@ mod traceparent;
 pub use bus::{Bus, CapacityError, Counters};
 pub use context::{Span, TraceContext};
 pub use event::{
-    Attrs, Event, EventParseError, GoFormatter, Kind, Method, Text, Value, W3cId, WireId,
+    Attrs, Event, EventKind, EventParseError, GoFormatter, Method, Text, Value, W3cId, WireId,
     INLINE_CAPACITY,
 };
 pub use subscription::{RecvError, RecvTimeoutError, Subscription, TryRecvError};

@@ -5,7 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;
 
-use nexus_trace_core::{Bus, Event, Kind, Span, Text, TraceContext};
+use nexus_trace_core::{Bus, Event, EventKind, Span, Text, TraceContext};
 
 struct Counting;
 
@@ -59,11 +59,11 @@ fn publishing_a_prepared_event_allocates_once() {
     let ctx = TraceContext::new(bus.clone(), Span::new("shop", "GET /orders/{id}"));
     for _ in 0..20 {
         // Past the ring's capacity too: an overwrite frees, never allocates.
-        let event = ctx.event(Kind::Log).attr("user", 7);
+        let event = ctx.event(EventKind::Log).attr("user", 7);
         let (n, _) = allocations(|| bus.publish(event));
         assert_eq!(n, 1, "the event's Arc only");
     }
-    let (n, _) = allocations(|| ctx.event(Kind::Downstream));
+    let (n, _) = allocations(|| ctx.event(EventKind::Downstream));
     assert_eq!(n, 0, "an event from a context copies no string");
     let (n, _) =
         allocations(|| ctx.record::<str>("db.orders.get", std::time::Instant::now(), None));

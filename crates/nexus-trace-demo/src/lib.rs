@@ -6,7 +6,7 @@
 //! web framework's wiring around these.
 //!
 //! The SQLite queries are reported through `tracing` spans (no `record`
-//! call): the [`NexusLayer`] installed by [`install_tracing`] turns them into
+//! call): the [`NexusTracingLayer`] installed by [`install_tracing`] turns them into
 //! downstream events of their request.
 
 use std::net::SocketAddr;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use nexus_trace_core::{context, Bus, TraceContext};
 use nexus_trace_http::serve::gate::Access;
 use nexus_trace_otlp::{ExporterHandle, OtlpExporter};
-use nexus_trace_tracing::NexusLayer;
+use nexus_trace_tracing::NexusTracingLayer;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 use tracing::field::Empty;
@@ -111,7 +111,7 @@ pub fn access_from_env() -> Result<(Access, Option<String>), String> {
 /// request's trace, and so the SQLite query spans become downstream events.
 /// The level filter keeps the HTTP client's DEBUG and TRACE chatter out.
 pub fn install_tracing(bus: &Bus) -> Result<(), String> {
-    let layer = NexusLayer::new(bus.clone()).with_filter(LevelFilter::INFO);
+    let layer = NexusTracingLayer::new(bus.clone()).with_filter(LevelFilter::INFO);
     let subscriber = tracing_subscriber::registry().with(layer);
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|e| format!("cannot install the tracing bridge: {e}"))

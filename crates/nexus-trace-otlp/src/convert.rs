@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
 use nexus_trace_core::Value as Attr;
-use nexus_trace_core::{Event, Kind, SpanId};
+use nexus_trace_core::{Event, EventKind, SpanId};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::common::v1::{
@@ -82,29 +82,29 @@ impl Assembler {
     /// Feeds one bus event; returns the span it finished, if any.
     pub(crate) fn on_event(&mut self, ev: &Event, noted: &mut Noted) -> Option<Item> {
         match ev.kind {
-            Kind::RequestStart => {
+            EventKind::RequestStart => {
                 self.start(ev, noted);
                 None
             }
-            Kind::RequestEnd => {
+            EventKind::RequestEnd => {
                 let span = self.end(ev);
                 if span.is_none() {
                     noted.invalid += 1;
                 }
                 span
             }
-            Kind::Downstream => {
+            EventKind::Downstream => {
                 let span = downstream(ev);
                 if span.is_none() {
                     noted.invalid += 1;
                 }
                 span
             }
-            Kind::Log => {
+            EventKind::Log => {
                 self.log(ev, noted);
                 None
             }
-            Kind::Other(_) => None,
+            EventKind::Other(_) => None,
         }
     }
 
@@ -578,16 +578,16 @@ mod tests {
     fn invalid_ids_and_kinds() {
         let mut asm = Assembler::new(2);
         let mut noted = Noted::default();
-        let mut ev = Event::new(Kind::Downstream);
+        let mut ev = Event::new(EventKind::Downstream);
         ev.trace_id = "not-hex".into();
         assert!(asm.on_event(&ev, &mut noted).is_none());
-        ev.kind = Kind::RequestEnd;
+        ev.kind = EventKind::RequestEnd;
         assert!(asm.on_event(&ev, &mut noted).is_none());
         assert_eq!(noted.invalid, 2);
-        ev.kind = Kind::Other("custom".into());
+        ev.kind = EventKind::Other("custom".into());
         assert!(asm.on_event(&ev, &mut noted).is_none());
         // A downstream event without a span id (Go-shaped) gets a fresh one.
-        let mut ev = Event::new(Kind::Downstream);
+        let mut ev = Event::new(EventKind::Downstream);
         ev.trace_id = nexus_trace_core::TraceId::random().into();
         ev.attrs.insert("otel.kind", "internal");
         ev.attrs.insert("rows", 3);

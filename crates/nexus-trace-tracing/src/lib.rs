@@ -22,13 +22,13 @@
 //! emitted while it is publishing, so it cannot feed back into itself.
 //!
 //! ```
-//! use nexus_trace_core::{context, Bus, Kind, Span, TraceContext};
-//! use nexus_trace_tracing::NexusLayer;
+//! use nexus_trace_core::{context, Bus, EventKind, Span, TraceContext};
+//! use nexus_trace_tracing::NexusTracingLayer;
 //! use tracing_subscriber::layer::SubscriberExt;
 //!
 //! let bus = Bus::new(64);
 //! let mut sub = bus.subscribe(0);
-//! let subscriber = tracing_subscriber::registry().with(NexusLayer::new(bus.clone()));
+//! let subscriber = tracing_subscriber::registry().with(NexusTracingLayer::new(bus.clone()));
 //! tracing::subscriber::with_default(subscriber, || {
 //!     let ctx = TraceContext::new(bus.clone(), Span::new("users", "/users/{id}"));
 //!     futures::executor::block_on(context::scope(ctx, async {
@@ -52,10 +52,10 @@
 //! Filter it, which also keeps the disabled callsites free:
 //!
 //! ```
-//! # use nexus_trace_tracing::NexusLayer;
+//! # use nexus_trace_tracing::NexusTracingLayer;
 //! use tracing_subscriber::{filter::LevelFilter, layer::SubscriberExt, Layer};
 //! # let bus = nexus_trace_core::Bus::new(64);
-//! let layer = NexusLayer::new(bus.clone()).with_filter(LevelFilter::INFO);
+//! let layer = NexusTracingLayer::new(bus.clone()).with_filter(LevelFilter::INFO);
 //! let subscriber = tracing_subscriber::registry().with(layer);
 //! # drop(subscriber);
 //! ```
@@ -67,7 +67,7 @@ use std::fmt::{self, Write as _};
 use std::time::{Instant, SystemTime};
 
 use nexus_trace_core::Value;
-use nexus_trace_core::{context, Attrs, Bus, Event, Kind, SpanId, Text, TraceContext};
+use nexus_trace_core::{context, Attrs, Bus, Event, EventKind, SpanId, Text, TraceContext};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::Subscriber;
@@ -87,16 +87,16 @@ pub enum OffRequest {
 
 /// The layer; see the [crate documentation](crate).
 #[derive(Debug, Clone)]
-pub struct NexusLayer {
+pub struct NexusTracingLayer {
     bus: Bus,
     off_request: OffRequest,
 }
 
-impl NexusLayer {
+impl NexusTracingLayer {
     /// A layer publishing to `bus` (events of a request go to that request's
     /// own bus, which is normally the same one).
-    pub fn new(bus: Bus) -> NexusLayer {
-        NexusLayer {
+    pub fn new(bus: Bus) -> NexusTracingLayer {
+        NexusTracingLayer {
             bus,
             off_request: OffRequest::Ignore,
         }
@@ -105,7 +105,7 @@ impl NexusLayer {
     /// What to do with events outside any request (default
     /// [`OffRequest::Ignore`]).
     #[must_use]
-    pub fn off_request(mut self, off_request: OffRequest) -> NexusLayer {
+    pub fn off_request(mut self, off_request: OffRequest) -> NexusTracingLayer {
         self.off_request = off_request;
         self
     }
@@ -171,7 +171,7 @@ where
         .find_map(|span| span.extensions().get::<SpanData>().map(|d| d.trace.clone()))
 }
 
-impl<S> Layer<S> for NexusLayer
+impl<S> Layer<S> for NexusTracingLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -214,8 +214,8 @@ where
         let mut visitor = EventVisitor::default();
         event.record(&mut visitor);
         let mut ev = match &trace {
-            Some(trace) => trace.event(Kind::Log),
-            None => Event::new(Kind::Log),
+            Some(trace) => trace.event(EventKind::Log),
+            None => Event::new(EventKind::Log),
         };
         ev.error = visitor.error.take().unwrap_or_default().into();
         ev.message = visitor.message().into();
@@ -235,7 +235,7 @@ where
         let Some(data) = span.extensions_mut().remove::<SpanData>() else {
             return;
         };
-        let mut ev = data.trace.event(Kind::Downstream);
+        let mut ev = data.trace.event(EventKind::Downstream);
         ev.parent_id = std::mem::replace(&mut ev.span_id, SpanId::random().into());
         ev.message = span.name().into();
         ev.set_duration(data.start.elapsed());

@@ -64,7 +64,7 @@ use std::time::{Duration, SystemTime};
 pub use attrs::{Attrs, Value};
 pub use id::{W3cId, WireId};
 pub use json::{EventParseError, GoFormatter};
-pub use kind::Kind;
+pub use kind::EventKind;
 pub use method::Method;
 pub use text::{Text, INLINE_CAPACITY};
 
@@ -77,11 +77,11 @@ use crate::traceparent::{SpanId, TraceId};
 ///
 /// ```
 /// use std::time::Duration;
-/// use nexus_trace_core::{Event, Kind};
+/// use nexus_trace_core::{Event, EventKind};
 ///
 /// let log = Event::log("cache miss").attr("key", "user:7");
 /// let call = Event::downstream("db.users.get", Duration::from_millis(3)).attr("rows", 1);
-/// assert_eq!((log.kind, log.message.as_str()), (Kind::Log, "cache miss"));
+/// assert_eq!((log.kind, log.message.as_str()), (EventKind::Log, "cache miss"));
 /// assert_eq!(call.attrs["rows"], 1);
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -97,7 +97,7 @@ pub struct Event {
     /// when unset). Extension: not in the Go struct.
     pub parent_id: WireId<SpanId>,
     /// What happened (JSON `kind`, always present).
-    pub kind: Kind,
+    pub kind: EventKind,
     /// Name of the service that emitted the event (JSON `service`).
     pub service: Text,
     /// Logical endpoint / route name (JSON `endpoint`).
@@ -136,7 +136,7 @@ impl Default for Event {
             trace_id: WireId::UNSET,
             span_id: WireId::UNSET,
             parent_id: WireId::UNSET,
-            kind: Kind::default(),
+            kind: EventKind::default(),
             service: Text::EMPTY,
             endpoint: Text::EMPTY,
             transport: Text::EMPTY,
@@ -156,7 +156,7 @@ impl Default for Event {
 impl Event {
     /// A new event of the given kind; every other field is unset.
     #[must_use]
-    pub fn new(kind: Kind) -> Self {
+    pub fn new(kind: EventKind) -> Self {
         Event {
             kind,
             ..Event::default()
@@ -168,7 +168,7 @@ impl Event {
     pub fn log(message: impl Into<Text>) -> Self {
         Event {
             message: message.into(),
-            ..Event::new(Kind::Log)
+            ..Event::new(EventKind::Log)
         }
     }
 
@@ -177,7 +177,7 @@ impl Event {
     pub fn downstream(name: impl Into<Text>, duration: Duration) -> Self {
         let mut event = Event {
             message: name.into(),
-            ..Event::new(Kind::Downstream)
+            ..Event::new(EventKind::Downstream)
         };
         event.set_duration(duration);
         event
@@ -261,7 +261,7 @@ mod tests {
         Event {
             id: 7,
             trace_id: "t1".into(),
-            kind: Kind::RequestStart,
+            kind: EventKind::RequestStart,
             timestamp: at(T_2026, 0),
             ..Event::default()
         }
@@ -286,7 +286,7 @@ mod tests {
         let ev = Event {
             id: 42,
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-            kind: Kind::Downstream,
+            kind: EventKind::Downstream,
             service: "checkout".into(),
             endpoint: "POST /orders".into(),
             transport: "http".into(),
@@ -542,27 +542,27 @@ mod tests {
         let json =
             r#"{"id":1,"traceId":"t","kind":"queue.publish","timestamp":"2026-11-25T01:02:03Z"}"#;
         let ev = Event::from_json(json).unwrap();
-        assert_eq!(ev.kind, Kind::Other("queue.publish".into()));
+        assert_eq!(ev.kind, EventKind::Other("queue.publish".into()));
         assert_eq!(ev.to_json(), json);
 
         for (s, k) in [
-            ("request.start", Kind::RequestStart),
-            ("request.end", Kind::RequestEnd),
-            ("downstream", Kind::Downstream),
-            ("log", Kind::Log),
+            ("request.start", EventKind::RequestStart),
+            ("request.end", EventKind::RequestEnd),
+            ("downstream", EventKind::Downstream),
+            ("log", EventKind::Log),
         ] {
-            assert_eq!(Kind::from(s), k);
-            assert_eq!(s.parse::<Kind>().unwrap(), k);
+            assert_eq!(EventKind::from(s), k);
+            assert_eq!(s.parse::<EventKind>().unwrap(), k);
             assert_eq!(k.to_string(), s);
-            assert!(matches!(Kind::from(s.to_string()), ref x if *x == k));
+            assert!(matches!(EventKind::from(s.to_string()), ref x if *x == k));
         }
-        assert_eq!(Kind::Other("log".into()), Kind::Log);
-        assert_eq!(Kind::default(), Kind::Log);
+        assert_eq!(EventKind::Other("log".into()), EventKind::Log);
+        assert_eq!(EventKind::default(), EventKind::Log);
     }
 
     #[test]
     fn full_round_trip() {
-        let mut ev = Event::new(Kind::RequestEnd);
+        let mut ev = Event::new(EventKind::RequestEnd);
         ev.id = u64::MAX;
         ev.trace_id = "abc".into();
         ev.span_id = "s1".into();
@@ -628,11 +628,11 @@ mod tests {
     #[test]
     fn constructors() {
         let ev = Event::downstream("db.get", Duration::from_micros(1500)).attr("rows", 2);
-        assert_eq!(ev.kind, Kind::Downstream);
+        assert_eq!(ev.kind, EventKind::Downstream);
         assert_eq!((ev.duration_ms, ev.duration_ns), (1, 1_500_000));
         assert_eq!(ev.attrs["rows"], 2);
         let ev = Event::log("hi");
-        assert_eq!((ev.kind, ev.message.as_str()), (Kind::Log, "hi"));
+        assert_eq!((ev.kind, ev.message.as_str()), (EventKind::Log, "hi"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::record::redact;
 use crate::record::route::RouteCache;
 use nexus_trace_core::Bus;
 use nexus_trace_core::TraceParent;
-use nexus_trace_core::{Attrs, Event, Kind, Method, Text, W3cId};
+use nexus_trace_core::{Attrs, Event, EventKind as Kind, Method, Text, W3cId};
 use nexus_trace_core::{Span, TraceContext};
 
 /// Longest method kept in an event, in bytes.

@@ -436,7 +436,7 @@ mod tests {
 
     use super::*;
     use crate::serve::gate::Access;
-    use crate::serve::surface::{EventsRequest, Surface};
+    use crate::serve::surface::{EventsRequest, NexusEndpoints};
     use nexus_trace_core::{Bus, Event};
 
     /// A clock the test moves by hand, in milliseconds.
@@ -534,13 +534,17 @@ mod tests {
         }
     }
 
-    fn surface(bus: &Bus) -> Surface {
-        Surface::new(bus.clone(), Access::loopback())
+    fn surface(bus: &Bus) -> NexusEndpoints {
+        NexusEndpoints::new(bus.clone(), Access::loopback())
             .write_timeout(Duration::from_millis(100))
             .keep_alive(Duration::from_secs(60))
     }
 
-    fn websocket(surface: &Surface, clock: &Clock, peer: &Peer) -> StreamSession<Clock, Tx, Rx> {
+    fn websocket(
+        surface: &NexusEndpoints,
+        clock: &Clock,
+        peer: &Peer,
+    ) -> StreamSession<Clock, Tx, Rx> {
         let admitted = surface
             .events(EventsRequest {
                 upgrade: Some(b"websocket"),
@@ -561,7 +565,7 @@ mod tests {
         }
     }
 
-    fn stats(surface: &Surface) -> serde_json::Value {
+    fn stats(surface: &NexusEndpoints) -> serde_json::Value {
         serde_json::from_str(&surface.stats()).unwrap()
     }
 
