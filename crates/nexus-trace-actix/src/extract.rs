@@ -9,7 +9,7 @@ use nexus_trace_core::TraceContext;
 ///
 /// The middleware does not store the context in the request's extensions
 /// (that would cost an allocation per request): the extractor takes
-/// [`current()`](nexus_trace_core::context::current), which the middleware sets
+/// [`current()`](crate::context::current), which the middleware sets
 /// while it polls the request's future, and a `TraceContext` in the
 /// extensions if one was put there.
 ///
@@ -67,7 +67,7 @@ impl FromRequest for RequestTrace {
             req.extensions()
                 .get::<TraceContext>()
                 .cloned()
-                .or_else(nexus_trace_core::context::current)
+                .or_else(crate::context::current)
                 .map(RequestTrace)
                 .ok_or(MissingTraceMiddleware),
         )

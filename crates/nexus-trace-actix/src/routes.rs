@@ -59,7 +59,7 @@ use nexus_trace_http::PREFIX;
 /// ```no_run
 /// use actix_web::{App, HttpServer};
 /// use nexus_trace_actix::{Access, NexusRoutes, NexusTrace};
-/// use nexus_trace_core::Bus;
+/// use nexus_trace_actix::Bus;
 ///
 /// # async fn run() -> std::io::Result<()> {
 /// let bus = Bus::new(4096);

@@ -10,11 +10,11 @@ use nexus_trace_core::TraceContext;
 ///
 /// The layer does not store the context in the request's extensions (that
 /// would cost an allocation per request): the extractor takes
-/// [`current()`](nexus_trace_core::context::current), which the layer sets while it
+/// [`current()`](crate::context::current), which the layer sets while it
 /// polls the request's future, and a `TraceContext` in the extensions if
 /// one was put there. A layer between this one and the handler that runs
 /// the handler on another task must hand the context over with
-/// [`context::propagate`](nexus_trace_core::context::propagate).
+/// [`context::propagate`](crate::context::propagate).
 ///
 /// Without [`NexusTraceLayer`](crate::NexusTraceLayer) on the route, the
 /// request fails with a 500 that says so; use `Option<RequestTrace>` to make the
@@ -61,7 +61,7 @@ fn context_of(parts: &Parts) -> Option<TraceContext> {
         .extensions
         .get::<TraceContext>()
         .cloned()
-        .or_else(nexus_trace_core::context::current)
+        .or_else(crate::context::current)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestTrace {

@@ -5,7 +5,7 @@
 //!   (also on handler error, panic, client disconnect; measured at the end of
 //!   the response body), continues an incoming W3C `traceparent`, echoes the
 //!   trace id in `x-trace-id`, and makes the request context available to
-//!   all code inside the request via [`nexus_trace_core::context::current`].
+//!   all code inside the request via [`context::current`].
 //! * [`RequestTrace`]: an extractor for the request context.
 //! * [`NexusRoutes`]: the `/__nexus` routes (live events over SSE or
 //!   WebSocket, traces by id, the dashboard), behind a required access gate.
@@ -17,7 +17,7 @@
 //! ```no_run
 //! use axum::{routing::get, Router};
 //! use nexus_trace_axum::{Access, NexusRoutes, NexusTraceLayer};
-//! use nexus_trace_core::Bus;
+//! use nexus_trace_axum::Bus;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let bus = Bus::new(4096);
@@ -45,5 +45,8 @@ pub use future::ResponseFuture;
 pub use layer::NexusTraceLayer;
 pub use nexus_trace_http::serve::gate::{Access, AccessRequest, Decision, GateError};
 pub use nexus_trace_http::serve::shutdown::Shutdown;
+// What an application needs from the core, so that it depends on this crate
+// alone: the bus, the event model and the request context.
+pub use nexus_trace_core::{context, Bus, Event, EventKind, Span, TraceContext};
 pub use routes::NexusRoutes;
 pub use service::NexusTraceService;

@@ -62,7 +62,7 @@ const CLIENT_MESSAGE_LIMIT: usize = 64 * 1024;
 /// ```no_run
 /// use axum::Router;
 /// use nexus_trace_axum::{Access, NexusRoutes};
-/// use nexus_trace_core::Bus;
+/// use nexus_trace_axum::Bus;
 ///
 /// # async fn run() -> std::io::Result<()> {
 /// let bus = Bus::new(4096);

@@ -74,6 +74,12 @@ pub struct SseEvent {
 /// An incremental parser following the HTML Living Standard's SSE rules
 /// (line endings CRLF, LF or CR; comments; `data` joined by LF), for Rust
 /// clients of `/__nexus/events` and for testing the encoder against.
+///
+/// No adapter uses it: it is the reading half of the framing above, kept
+/// next to the writing half because the `sse_roundtrip` fuzz target (which
+/// depends on this crate only, not on the test-only conformance crate)
+/// checks that every frame written here parses back to the same event, and
+/// the conformance suite's SSE client reads streams with it.
 #[derive(Debug, Default)]
 pub struct SseParser {
     buf: Vec<u8>,
