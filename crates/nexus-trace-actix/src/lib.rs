@@ -51,6 +51,14 @@
 //! and the client sees the connection close. The request's `request.end`
 //! is still published (status 500, error `handler panicked`) and the worker
 //! keeps serving other connections.
+//!
+//! # Features
+//!
+//! * `websocket` (default): `GET /__nexus/events` over WebSocket too.
+//!   Without it the stream is Server-Sent Events only (an upgrade request is
+//!   served SSE) and the WebSocket library is not compiled.
+//! * `dashboard` (default): the dashboard page at `GET /__nexus/`. Without
+//!   it that route is not mounted.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -58,6 +66,8 @@ mod body;
 mod extract;
 mod middleware;
 mod routes;
+#[cfg(feature = "websocket")]
+mod websocket;
 
 pub use body::TracedBody;
 pub use extract::{MissingTraceMiddleware, RequestTrace};

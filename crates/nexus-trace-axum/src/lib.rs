@@ -29,6 +29,14 @@
 //! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Features
+//!
+//! * `websocket` (default): `GET /__nexus/events` over WebSocket too.
+//!   Without it the stream is Server-Sent Events only (an upgrade request is
+//!   served SSE) and the WebSocket library is not compiled.
+//! * `dashboard` (default): the dashboard page at `GET /__nexus/`. Without
+//!   it that route is not mounted.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -38,6 +46,8 @@ mod future;
 mod layer;
 mod routes;
 mod service;
+#[cfg(feature = "websocket")]
+mod websocket;
 
 pub use body::TracedBody;
 pub use extract::{MissingTraceLayer, RequestTrace};

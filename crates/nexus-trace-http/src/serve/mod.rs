@@ -5,6 +5,7 @@
 //! [`NexusEndpoints`](surface::NexusEndpoints) per mount and translate
 //! between it and their framework.
 
+#[cfg(feature = "dashboard")]
 pub mod dashboard;
 pub mod gate;
 pub mod limit;
