@@ -1,56 +1,7 @@
 //! The trace [`Event`]: one request-lifecycle record, wire-compatible with the
 //! Go `trace.Event` struct.
 //!
-//! # Wire format
-//!
-//! [`Event::to_json`] / [`Event::write_json`] produce exactly the bytes Go's
-//! `encoding/json` produces for the Go struct (for an event that only uses
-//! the fields the Go struct has):
-//!
-//! * field order and names: `id`, `traceId`, `spanId`?, `parentId`?, `kind`,
-//!   `service`?, `endpoint`?, `transport`?, `method`?, `path`?, `status`?,
-//!   `durationMs`?, `message`?, `error`?, `timestamp`, `meta`?, `durationNs`?
-//!   (`?` = omitted when empty / zero, like Go's `omitempty`). `spanId`,
-//!   `parentId` and `durationNs` are Rust-side extensions; they are omitted
-//!   when unset, so a Go-shaped event serialises byte-for-byte like Go.
-//! * strings are escaped like Go (HTML-safe: `<`, `>`, `&`, U+2028 and U+2029
-//!   become `\u003c`, `\u003e`, `\u0026`, `\u2028`, `\u2029`), see
-//!   [`GoFormatter`];
-//! * `timestamp` is formatted like Go's `time.Time.MarshalJSON` for a UTC time
-//!   (RFC 3339, nanosecond precision, trailing zeros of the fraction trimmed,
-//!   `Z` suffix);
-//! * `meta` (the event's [`attrs`](Event::attrs)) keys are sorted (at every
-//!   nesting level), and floating point values are formatted like Go formats
-//!   a `float64`.
-//! * trace and span ids are stored in binary ([`WireId`]) and written as
-//!   lowercase hex; an id that is not a W3C id is kept as text and written
-//!   back verbatim.
-//!
-//! The plain [`Serialize`](serde::Serialize) implementation emits the same field set in the
-//! same order, but string escaping and float formatting are then up to the
-//! serializer in use (e.g. `serde_json::to_string` does not apply the Go
-//! HTML escaping). Use [`Event::to_json`] for the Go-compatible bytes.
-//!
-//! # Decoding
-//!
-//! [`Event::from_json`] (and the [`Deserialize`](serde::Deserialize) implementation) is lenient
-//! like Go's `json.Unmarshal`: every field may be missing or `null` (it then
-//! takes its default), unknown fields are ignored, field names are matched
-//! exactly first and then ASCII-case-insensitively, and for duplicate fields
-//! the last one wins. Values of the wrong type are errors. A `traceId`,
-//! `spanId` or `parentId` that is not the lowercase hex of a W3C id (the Go
-//! implementation may send a UUID, or any string) is kept as text, never
-//! dropped or rejected, so a decoded event writes back the bytes it was
-//! read from.
-//!
-//! # Cost
-//!
-//! An event's strings are [`Text`]: static, inline up to 22 bytes, or a
-//! shared `Arc<str>`, so cloning an event never copies a string, and
-//! building one from a layer's configuration allocates nothing. Ids are
-//! fixed-size binary, the method is a [`Method`] tag, and empty [`Attrs`]
-//! hold no heap. Publishing a prepared event costs one allocation (its
-//! `Arc`).
+//! The wire format, decoding and cost are documented on [`Event`].
 
 mod attrs;
 mod id;
@@ -72,7 +23,7 @@ use crate::traceparent::{SpanId, TraceId};
 
 /// One request-lifecycle trace event (port of Go's `trace.Event`).
 ///
-/// See the [module documentation](self) for the exact JSON format. The
+/// The exact JSON format is below ([wire format](#wire-format)). The
 /// fields are public; the constructors keep common events short:
 ///
 /// ```
@@ -84,6 +35,57 @@ use crate::traceparent::{SpanId, TraceId};
 /// assert_eq!((log.kind, log.message.as_str()), (EventKind::Log, "cache miss"));
 /// assert_eq!(call.attrs["rows"], 1);
 /// ```
+///
+/// # Wire format
+///
+/// [`Event::to_json`] / [`Event::write_json`] produce exactly the bytes Go's
+/// `encoding/json` produces for the Go struct (for an event that only uses
+/// the fields the Go struct has):
+///
+/// * field order and names: `id`, `traceId`, `spanId`?, `parentId`?, `kind`,
+///   `service`?, `endpoint`?, `transport`?, `method`?, `path`?, `status`?,
+///   `durationMs`?, `message`?, `error`?, `timestamp`, `meta`?, `durationNs`?
+///   (`?` = omitted when empty / zero, like Go's `omitempty`). `spanId`,
+///   `parentId` and `durationNs` are Rust-side extensions; they are omitted
+///   when unset, so a Go-shaped event serialises byte-for-byte like Go.
+/// * strings are escaped like Go (HTML-safe: `<`, `>`, `&`, U+2028 and U+2029
+///   become `\u003c`, `\u003e`, `\u0026`, `\u2028`, `\u2029`), see
+///   [`GoFormatter`];
+/// * `timestamp` is formatted like Go's `time.Time.MarshalJSON` for a UTC time
+///   (RFC 3339, nanosecond precision, trailing zeros of the fraction trimmed,
+///   `Z` suffix);
+/// * `meta` (the event's [`attrs`](Event::attrs)) keys are sorted (at every
+///   nesting level), and floating point values are formatted like Go formats
+///   a `float64`.
+/// * trace and span ids are stored in binary ([`WireId`]) and written as
+///   lowercase hex; an id that is not a W3C id is kept as text and written
+///   back verbatim.
+///
+/// The plain [`Serialize`](serde::Serialize) implementation emits the same field set in the
+/// same order, but string escaping and float formatting are then up to the
+/// serializer in use (e.g. `serde_json::to_string` does not apply the Go
+/// HTML escaping). Use [`Event::to_json`] for the Go-compatible bytes.
+///
+/// # Decoding
+///
+/// [`Event::from_json`] (and the [`Deserialize`](serde::Deserialize) implementation) is lenient
+/// like Go's `json.Unmarshal`: every field may be missing or `null` (it then
+/// takes its default), unknown fields are ignored, field names are matched
+/// exactly first and then ASCII-case-insensitively, and for duplicate fields
+/// the last one wins. Values of the wrong type are errors. A `traceId`,
+/// `spanId` or `parentId` that is not the lowercase hex of a W3C id (the Go
+/// implementation may send a UUID, or any string) is kept as text, never
+/// dropped or rejected, so a decoded event writes back the bytes it was
+/// read from.
+///
+/// # Cost
+///
+/// An event's strings are [`Text`]: static, inline up to 22 bytes, or a
+/// shared `Arc<str>`, so cloning an event never copies a string, and
+/// building one from a layer's configuration allocates nothing. Ids are
+/// fixed-size binary, the method is a [`Method`] tag, and empty [`Attrs`]
+/// hold no heap. Publishing a prepared event costs one allocation (its
+/// `Arc`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     /// Sequence number assigned by the bus (JSON `id`, always present).
@@ -210,7 +212,7 @@ impl Event {
     }
 
     /// Serialises the event to Go-compatible JSON (see the
-    /// [module documentation](self)).
+    /// [wire format](Event#wire-format)).
     #[must_use]
     pub fn to_json(&self) -> String {
         let mut out = Vec::with_capacity(256);
@@ -222,13 +224,13 @@ impl Event {
     }
 
     /// Appends the event's Go-compatible JSON (see the
-    /// [module documentation](self)) to `out`.
+    /// [wire format](Event#wire-format)) to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         json::write(self, out);
     }
 
     /// Parses an event from JSON (leniently, like Go; see the
-    /// [module documentation](self)).
+    /// [wire format](Event#wire-format)).
     ///
     /// # Errors
     ///
