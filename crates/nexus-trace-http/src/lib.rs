@@ -15,7 +15,7 @@
 //!
 //! Applications use an adapter (`nexus-trace-axum`, `nexus-trace-actix`),
 //! which re-exports what they need; this crate is for adapter authors.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod record;
