@@ -1,4 +1,4 @@
-//! The cases. Each takes a [`Harness`], starts the servers it needs and
+//! The cases. Each takes a [`Harness`](crate::Harness), starts the servers it needs and
 //! asserts what a user relies on, over HTTP only.
 
 use std::time::Duration;
