@@ -1,5 +1,5 @@
-//! The cases. Each takes a [`Harness`](crate::Harness), starts the servers it needs and
-//! asserts what a user relies on, over HTTP only.
+//! The cases. Each takes a [`Harness`](crate::Harness), starts the servers
+//! it needs and asserts what a user relies on, over HTTP only.
 
 use std::time::Duration;
 
