@@ -27,6 +27,6 @@ for f in "$real_home"/config.toml "$real_home"/config "$real_home"/registry/src/
     esac
 done
 export CARGO_HOME="$home" CARGO_TARGET_DIR="$target"
-crates=(nexus-trace-core nexus-trace-axum nexus-trace-actix nexus-trace-otlp nexus-trace-tracing)
+crates=(nexus-trace-core nexus-trace-http nexus-trace-axum nexus-trace-actix nexus-trace-otlp nexus-trace-tracing)
 cargo clean --quiet "${crates[@]/#/-p=}" 2>/dev/null || true
 cargo publish --dry-run --workspace --locked

@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
-use nexus_trace_core::{Event, Kind};
+use nexus_trace_core::{Event, EventKind};
 use parking_lot::Mutex;
 
 /// The payload every implementation publishes: an event with no heap
 /// fields and a preset timestamp, so only the bus's own work is measured.
 pub fn payload() -> Event {
     Event {
-        kind: Kind::Log,
+        kind: EventKind::Log,
         status: 200,
         timestamp: SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000),
         ..Event::default()

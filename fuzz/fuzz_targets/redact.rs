@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nexus_trace_core::web::redact::{is_sensitive_key, redact_query};
+use nexus_trace_http::record::redact::{is_sensitive_key, redact_query};
 
 const SECRET: &str = "S3CR3TVALUE";
 

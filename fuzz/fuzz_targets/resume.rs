@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nexus_trace_core::web::resume::{parse_id, resume_point, ResumeError};
+use nexus_trace_http::serve::resume::{parse_id, resume_point, ResumeError};
 
 fuzz_target!(|input: (&[u8], &str)| {
     let (header, query) = input;

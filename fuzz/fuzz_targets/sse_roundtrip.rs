@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nexus_trace_core::web::sse::{write_event, write_lagged, SseParser};
+use nexus_trace_http::serve::sse::{write_event, write_lagged, SseParser};
 use nexus_trace_core::Event;
 
 fuzz_target!(|input: (u64, String, String, Vec<u8>, u16)| {

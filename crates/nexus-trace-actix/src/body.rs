@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::web::Bytes;
-use nexus_trace_core::web::request::RequestTrace;
+use nexus_trace_http::record::request::RequestTrace;
 
 pin_project_lite::pin_project! {
     /// A response body that publishes the request's `request.end` when it

@@ -9,33 +9,33 @@ use nexus_trace_core::TraceContext;
 ///
 /// The middleware does not store the context in the request's extensions
 /// (that would cost an allocation per request): the extractor takes
-/// [`current()`](nexus_trace_core::current), which the middleware sets
+/// [`current()`](crate::context::current), which the middleware sets
 /// while it polls the request's future, and a `TraceContext` in the
 /// extensions if one was put there.
 ///
 /// Without the [`NexusTrace`](crate::NexusTrace) middleware around the
-/// route, the request fails with a 500 that says so; use `Option<Trace>` to
+/// route, the request fails with a 500 that says so; use `Option<RequestTrace>` to
 /// make the middleware optional.
 ///
 /// ```
-/// use nexus_trace_actix::Trace;
+/// use nexus_trace_actix::RequestTrace;
 ///
-/// async fn handler(Trace(ctx): Trace) -> String {
+/// async fn handler(RequestTrace(ctx): RequestTrace) -> String {
 ///     ctx.log("handling");
 ///     ctx.trace_id().to_string()
 /// }
 /// ```
 #[derive(Debug, Clone)]
-pub struct Trace(pub TraceContext);
+pub struct RequestTrace(pub TraceContext);
 
-/// The error when [`Trace`] is used without the middleware: a 500 naming the fix.
+/// The error when [`RequestTrace`] is used without the middleware: a 500 naming the fix.
 #[derive(Debug, Clone, Copy)]
 pub struct MissingTraceMiddleware;
 
 impl MissingTraceMiddleware {
     const MESSAGE: &'static str = "nexus-trace: no request context; add \
         `App::wrap(NexusTrace::new(bus))` (or `Scope::wrap`) around this route, \
-        or extract `Option<Trace>` where tracing is optional";
+        or extract `Option<RequestTrace>` where tracing is optional";
 }
 
 impl std::fmt::Display for MissingTraceMiddleware {
@@ -58,7 +58,7 @@ impl ResponseError for MissingTraceMiddleware {
     }
 }
 
-impl FromRequest for Trace {
+impl FromRequest for RequestTrace {
     type Error = MissingTraceMiddleware;
     type Future = Ready<Result<Self, Self::Error>>;
 
@@ -67,8 +67,8 @@ impl FromRequest for Trace {
             req.extensions()
                 .get::<TraceContext>()
                 .cloned()
-                .or_else(nexus_trace_core::current)
-                .map(Trace)
+                .or_else(crate::context::current)
+                .map(RequestTrace)
                 .ok_or(MissingTraceMiddleware),
         )
     }

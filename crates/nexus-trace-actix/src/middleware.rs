@@ -9,11 +9,11 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::Error;
 use nexus_trace_core::context::Scoped;
-use nexus_trace_core::web::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
-use nexus_trace_core::web::{
+use nexus_trace_core::{Bus, Text};
+use nexus_trace_http::record::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
+use nexus_trace_http::record::{
     is_nexus_path, TRACEPARENT_HEADER, TRACESTATE_HEADER, TRACE_ID_HEADER,
 };
-use nexus_trace_core::{Bus, Text};
 
 use crate::body::TracedBody;
 
@@ -131,7 +131,7 @@ where
                 tracestate: req.headers().get(&TRACESTATE).map(HeaderValue::as_bytes),
             },
         );
-        // The handler reaches the context through `current()` (the `Trace`
+        // The handler reaches the context through `current()` (the `RequestTrace`
         // extractor does), set while its future is polled: no per-request
         // extension to allocate.
         let ctx = trace.context().clone();
@@ -140,7 +140,7 @@ where
             let _entered = ctx.enter();
             self.service.call(req)
         };
-        ResponseFuture::traced(nexus_trace_core::scope(ctx, future), trace)
+        ResponseFuture::traced(nexus_trace_core::context::scope(ctx, future), trace)
     }
 }
 

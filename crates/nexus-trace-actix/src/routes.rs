@@ -1,37 +1,37 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
-use futures_util::{Sink, Stream, StreamExt};
-use nexus_trace_core::web::gate::Access;
-use nexus_trace_core::web::session::{Incoming, Outgoing};
-use nexus_trace_core::web::shutdown::Shutdown;
-use nexus_trace_core::web::stream::Format;
-use nexus_trace_core::web::surface::{EventsRequest, Refusal, Surface};
-use nexus_trace_core::web::timer::Timer;
-use nexus_trace_core::web::{dashboard, sse, PREFIX};
+use futures_util::StreamExt;
 use nexus_trace_core::Bus;
+#[cfg(feature = "dashboard")]
+use nexus_trace_http::serve::dashboard;
+use nexus_trace_http::serve::gate::Access;
+use nexus_trace_http::serve::shutdown::Shutdown;
+use nexus_trace_http::serve::sse;
+use nexus_trace_http::serve::surface::{EventsRequest, NexusEndpoints, Refusal};
+use nexus_trace_http::serve::timer::Timer;
+use nexus_trace_http::PREFIX;
 
 /// The `/__nexus` routes: the live event stream, traces by id, and the
 /// dashboard, behind an access gate that must be chosen explicitly.
 ///
 /// * `GET /__nexus/events`: WebSocket when the request asks to upgrade
-///   (`?since=N`, one JSON event per text message), otherwise Server-Sent
-///   Events (`id:` = event id; `Last-Event-ID` beats `?since=`). Without
+///   (`?since=N`, one JSON event per text message; feature `websocket`),
+///   otherwise Server-Sent Events (`id:` = event id; `Last-Event-ID` beats
+///   `?since=`). Without
 ///   either, the retained backlog is replayed first. Lag is reported as a
 ///   `lagged` frame. Past [`max_streams`](Self::max_streams) clients: 429.
 /// * `GET /__nexus/traces/{trace_id}`: the retained events of one trace.
 /// * `GET /__nexus/stats`: the bus's counters and the stream cap's,
 ///   including `streams.ended.{client_close, disconnected, write_timeout,
 ///   shutdown, source_closed}`.
-/// * `GET /__nexus/`: the dashboard.
+/// * `GET /__nexus/`: the dashboard (feature `dashboard`).
 ///
 /// # How event streams end
 ///
@@ -58,7 +58,7 @@ use nexus_trace_core::Bus;
 /// ```no_run
 /// use actix_web::{App, HttpServer};
 /// use nexus_trace_actix::{Access, NexusRoutes, NexusTrace};
-/// use nexus_trace_core::Bus;
+/// use nexus_trace_actix::Bus;
 ///
 /// # async fn run() -> std::io::Result<()> {
 /// let bus = Bus::new(4096);
@@ -82,7 +82,7 @@ use nexus_trace_core::Bus;
 /// ```
 #[derive(Debug, Clone)]
 pub struct NexusRoutes {
-    surface: Surface,
+    surface: NexusEndpoints,
 }
 
 impl NexusRoutes {
@@ -90,7 +90,7 @@ impl NexusRoutes {
     /// `Access::bearer(token)?`; an empty token is refused there).
     pub fn new(bus: Bus, access: Access) -> Self {
         NexusRoutes {
-            surface: Surface::new(bus, access),
+            surface: NexusEndpoints::new(bus, access),
         }
     }
 
@@ -137,28 +137,8 @@ impl NexusRoutes {
     pub fn config(self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + Sync + 'static {
         let shared = Arc::new(self.surface);
         move |cfg: &mut web::ServiceConfig| {
-            let s = shared.clone();
-            cfg.route(
-                PREFIX,
-                web::get().to(move |req: HttpRequest| {
-                    let s = s.clone();
-                    async move {
-                        gated(&s, &req).unwrap_or_else(|| {
-                            HttpResponse::PermanentRedirect()
-                                .insert_header((header::LOCATION, "/__nexus/"))
-                                .finish()
-                        })
-                    }
-                }),
-            );
-            let s = shared.clone();
-            cfg.route(
-                &format!("{PREFIX}/"),
-                web::get().to(move |req: HttpRequest| {
-                    let s = s.clone();
-                    async move { gated(&s, &req).unwrap_or_else(page) }
-                }),
-            );
+            #[cfg(feature = "dashboard")]
+            dashboard_routes(cfg, &shared);
             let s = shared.clone();
             cfg.route(
                 &format!("{PREFIX}/events"),
@@ -192,6 +172,33 @@ impl NexusRoutes {
     }
 }
 
+/// `GET /__nexus` (a redirect) and `GET /__nexus/` (the page).
+#[cfg(feature = "dashboard")]
+fn dashboard_routes(cfg: &mut web::ServiceConfig, shared: &Arc<NexusEndpoints>) {
+    let s = shared.clone();
+    cfg.route(
+        PREFIX,
+        web::get().to(move |req: HttpRequest| {
+            let s = s.clone();
+            async move {
+                gated(&s, &req).unwrap_or_else(|| {
+                    HttpResponse::PermanentRedirect()
+                        .insert_header((header::LOCATION, "/__nexus/"))
+                        .finish()
+                })
+            }
+        }),
+    );
+    let s = shared.clone();
+    cfg.route(
+        &format!("{PREFIX}/"),
+        web::get().to(move |req: HttpRequest| {
+            let s = s.clone();
+            async move { gated(&s, &req).unwrap_or_else(page) }
+        }),
+    );
+}
+
 fn refusal(r: Refusal) -> HttpResponse {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
     let mut res = HttpResponse::build(status);
@@ -207,7 +214,7 @@ fn raw(req: &HttpRequest, name: header::HeaderName) -> Option<&[u8]> {
 }
 
 /// The access gate: `None` to serve the request, else the refusal.
-fn gated(surface: &Surface, req: &HttpRequest) -> Option<HttpResponse> {
+fn gated(surface: &NexusEndpoints, req: &HttpRequest) -> Option<HttpResponse> {
     surface
         .gate(
             req.peer_addr(),
@@ -217,6 +224,7 @@ fn gated(surface: &Surface, req: &HttpRequest) -> Option<HttpResponse> {
         .map(refusal)
 }
 
+#[cfg(feature = "dashboard")]
 fn page() -> HttpResponse {
     let mut res = HttpResponse::Ok();
     for (name, value) in dashboard::HEADERS {
@@ -225,7 +233,7 @@ fn page() -> HttpResponse {
     res.body(dashboard::HTML)
 }
 
-fn trace(surface: &Surface, trace_id: &str) -> HttpResponse {
+fn trace(surface: &NexusEndpoints, trace_id: &str) -> HttpResponse {
     match surface.trace(trace_id) {
         Ok(json) => HttpResponse::Ok()
             .content_type("application/json")
@@ -234,17 +242,22 @@ fn trace(surface: &Surface, trace_id: &str) -> HttpResponse {
     }
 }
 
-fn stats(surface: &Surface) -> HttpResponse {
+fn stats(surface: &NexusEndpoints) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(surface.stats())
 }
 
-fn events(surface: &Surface, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
+fn events(surface: &NexusEndpoints, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
     let admitted = surface.events(EventsRequest {
         last_event_id: raw(req, header::HeaderName::from_static("last-event-id")),
         query: req.uri().query(),
-        upgrade: raw(req, header::UPGRADE),
+        // Without the `websocket` feature an upgrade request is served SSE.
+        upgrade: if cfg!(feature = "websocket") {
+            raw(req, header::UPGRADE)
+        } else {
+            None
+        },
         origin: raw(req, header::ORIGIN),
         host: raw(req, header::HOST),
     });
@@ -252,17 +265,12 @@ fn events(surface: &Surface, req: &HttpRequest, payload: web::Payload) -> HttpRe
         Ok(a) => a,
         Err(r) => return refusal(r),
     };
-    if admitted.format == Format::WebSocket {
-        return match actix_ws::handle(req, payload) {
-            Ok((response, session, incoming)) => {
-                let session =
-                    admitted.into_session(TokioTimer, WsSink::new(session), WsIncoming(incoming));
-                actix_web::rt::spawn(session);
-                response
-            }
-            Err(e) => e.as_response_error().error_response(),
-        };
+    #[cfg(feature = "websocket")]
+    if admitted.format == nexus_trace_http::serve::stream::Format::WebSocket {
+        return crate::websocket::upgrade(admitted, req, payload);
     }
+    #[cfg(not(feature = "websocket"))]
+    drop(payload);
     let (session, body) = admitted.into_sse(TokioTimer);
     actix_web::rt::spawn(session);
     let mut res = HttpResponse::Ok();
@@ -273,89 +281,9 @@ fn events(surface: &Surface, req: &HttpRequest, payload: web::Payload) -> HttpRe
     res.streaming(body.map(|chunk| Ok::<_, Infallible>(Bytes::from(chunk))))
 }
 
-/// The session's frames, written through actix-ws's session.
-struct WsSink {
-    session: Session,
-    /// A Close was queued: actix-ws ends the response after it, so the
-    /// client's answer can no longer be read.
-    closed: bool,
-}
-
-impl WsSink {
-    fn new(session: Session) -> WsSink {
-        WsSink {
-            session,
-            closed: false,
-        }
-    }
-}
-
-impl Sink<Outgoing> for WsSink {
-    type Error = actix_ws::Closed;
-
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Pin::new(&mut self.session).poll_ready(cx)
-    }
-
-    fn start_send(mut self: Pin<&mut Self>, item: Outgoing) -> Result<(), Self::Error> {
-        self.closed |= matches!(item, Outgoing::CloseReply(_) | Outgoing::Close(..));
-        let message = match item {
-            Outgoing::Data(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => Message::Text(text.into()),
-                // Event JSON is always UTF-8; never send a broken text frame.
-                Err(_) => return Ok(()),
-            },
-            Outgoing::KeepAlive => Message::Ping(Bytes::new()),
-            Outgoing::Pong(payload) => Message::Pong(payload.into()),
-            Outgoing::CloseReply(code) => Message::Close(code.map(|code| CloseReason {
-                code: CloseCode::from(code),
-                description: None,
-            })),
-            Outgoing::Close(code, reason) => Message::Close(Some(CloseReason {
-                code: CloseCode::from(code),
-                description: Some(reason.to_owned()),
-            })),
-        };
-        Pin::new(&mut self.session).start_send(message)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        match Pin::new(&mut self.session).poll_flush(cx) {
-            // The Close is queued and actix-ws will end the connection
-            // after writing it: report the connection closed, so the
-            // session ends now instead of waiting for an answer it cannot
-            // read (the queued frames are still written).
-            Poll::Ready(Ok(())) if self.closed => Poll::Ready(Err(actix_ws::Closed)),
-            other => other,
-        }
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Pin::new(&mut self.session).poll_close(cx)
-    }
-}
-
-/// What the client sent, read from actix-ws; ends with the connection (or
-/// a protocol error).
-struct WsIncoming(MessageStream);
-
-impl Stream for WsIncoming {
-    type Item = Incoming;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
-        self.0.poll_next_unpin(cx).map(|message| match message? {
-            Ok(Message::Ping(payload)) => Some(Incoming::Ping(payload.to_vec())),
-            Ok(Message::Pong(_)) => Some(Incoming::Pong),
-            Ok(Message::Close(reason)) => Some(Incoming::Close(reason.map(|r| r.code.into()))),
-            Ok(_) => Some(Incoming::Message),
-            Err(_) => None,
-        })
-    }
-}
-
 /// tokio's clock (actix-web runs on tokio) for the core's stream sessions.
 #[derive(Debug, Clone, Copy)]
-struct TokioTimer;
+pub(crate) struct TokioTimer;
 
 impl Timer for TokioTimer {
     type Sleep = tokio::time::Sleep;

@@ -9,7 +9,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError};
-use nexus_trace_actix::{Access, NexusRoutes, NexusTrace, Shutdown, Trace};
+use nexus_trace_actix::{Access, NexusRoutes, NexusTrace, RequestTrace, Shutdown};
 use nexus_trace_conformance::{conformance_tests, Harness, Opts, Server, Stop};
 use nexus_trace_core::{context, Bus};
 
@@ -115,7 +115,8 @@ fn traced_routes(cfg: &mut web::ServiceConfig) {
         )
         .route(
             "/extract",
-            web::get().to(|Trace(ctx): Trace| async move { ctx.trace_id().to_string() }),
+            web::get()
+                .to(|RequestTrace(ctx): RequestTrace| async move { ctx.trace_id().to_string() }),
         )
         .route(
             "/orders",
@@ -164,11 +165,13 @@ fn serve(bus: Bus, opts: Opts, stop: Stop, port_tx: tokio::sync::oneshot::Sender
             let mut app = App::new()
                 .route(
                     "/no-layer",
-                    web::get().to(|Trace(ctx): Trace| async move { ctx.trace_id().to_string() }),
+                    web::get().to(|RequestTrace(ctx): RequestTrace| async move {
+                        ctx.trace_id().to_string()
+                    }),
                 )
                 .route(
                     "/no-layer-optional",
-                    web::get().to(|t: Option<Trace>| async move {
+                    web::get().to(|t: Option<RequestTrace>| async move {
                         if t.is_some() {
                             "some"
                         } else {

@@ -4,8 +4,8 @@
 use actix_web::dev::Service;
 use actix_web::http::StatusCode;
 use actix_web::{test, web, App, HttpResponse};
-use nexus_trace_actix::{NexusTrace, Trace};
-use nexus_trace_core::{Bus, Event, Kind, Subscription};
+use nexus_trace_actix::{NexusTrace, RequestTrace};
+use nexus_trace_core::{Bus, Event, EventKind, Subscription};
 
 fn drain(sub: &mut Subscription) -> Vec<Event> {
     let mut out = Vec::new();
@@ -18,7 +18,7 @@ fn drain(sub: &mut Subscription) -> Vec<Event> {
 fn end(events: &[Event]) -> &Event {
     let ends: Vec<_> = events
         .iter()
-        .filter(|e| e.kind == Kind::RequestEnd)
+        .filter(|e| e.kind == EventKind::RequestEnd)
         .collect();
     assert_eq!(ends.len(), 1, "{events:#?}");
     ends[0]
@@ -52,7 +52,9 @@ async fn builders_and_body_end() {
         .unwrap()
         .to_owned();
     assert!(
-        drain(&mut sub).iter().all(|e| e.kind != Kind::RequestEnd),
+        drain(&mut sub)
+            .iter()
+            .all(|e| e.kind != EventKind::RequestEnd),
         "no end before the body is sent"
     );
     assert_eq!(test::read_body(res).await, "ada");
@@ -137,13 +139,13 @@ async fn nexus_paths_are_not_traced_and_extractor_sees_the_context() {
             .wrap(NexusTrace::new(bus.clone()))
             .route(
                 "/__nexus/x",
-                web::get().to(|t: Option<Trace>| async move { format!("{}", t.is_some()) }),
+                web::get().to(|t: Option<RequestTrace>| async move { format!("{}", t.is_some()) }),
             )
             .route(
                 "/ctx",
-                web::get().to(|Trace(ctx): Trace| async move {
-                    let same =
-                        nexus_trace_core::current().map(|c| c.trace_id()) == Some(ctx.trace_id());
+                web::get().to(|RequestTrace(ctx): RequestTrace| async move {
+                    let same = nexus_trace_core::context::current().map(|c| c.trace_id())
+                        == Some(ctx.trace_id());
                     same.to_string()
                 }),
             )

@@ -3,7 +3,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http_body::{Body, Frame, SizeHint};
-use nexus_trace_core::web::request::RequestTrace;
+use nexus_trace_http::record::request::RequestTrace;
 
 pin_project_lite::pin_project! {
     /// A response body that publishes the request's `request.end` when it

@@ -10,35 +10,35 @@ use nexus_trace_core::TraceContext;
 ///
 /// The layer does not store the context in the request's extensions (that
 /// would cost an allocation per request): the extractor takes
-/// [`current()`](nexus_trace_core::current), which the layer sets while it
+/// [`current()`](crate::context::current), which the layer sets while it
 /// polls the request's future, and a `TraceContext` in the extensions if
 /// one was put there. A layer between this one and the handler that runs
 /// the handler on another task must hand the context over with
-/// [`context::propagate`](nexus_trace_core::context::propagate).
+/// [`context::propagate`](crate::context::propagate).
 ///
 /// Without [`NexusTraceLayer`](crate::NexusTraceLayer) on the route, the
-/// request fails with a 500 that says so; use `Option<Trace>` to make the
+/// request fails with a 500 that says so; use `Option<RequestTrace>` to make the
 /// layer optional.
 ///
 /// ```
-/// use nexus_trace_axum::Trace;
+/// use nexus_trace_axum::RequestTrace;
 ///
-/// async fn handler(Trace(ctx): Trace) -> String {
+/// async fn handler(RequestTrace(ctx): RequestTrace) -> String {
 ///     ctx.log("handling");
 ///     ctx.trace_id().to_string()
 /// }
 /// ```
 #[derive(Debug, Clone)]
-pub struct Trace(pub TraceContext);
+pub struct RequestTrace(pub TraceContext);
 
-/// The rejection when [`Trace`] is used without the layer: a 500 naming the fix.
+/// The rejection when [`RequestTrace`] is used without the layer: a 500 naming the fix.
 #[derive(Debug, Clone, Copy)]
 pub struct MissingTraceLayer;
 
 impl MissingTraceLayer {
     const MESSAGE: &'static str = "nexus-trace: no request context; add \
         `.layer(NexusTraceLayer::new(bus))` to this router, or extract \
-        `Option<Trace>` where tracing is optional";
+        `Option<RequestTrace>` where tracing is optional";
 }
 
 impl std::fmt::Display for MissingTraceLayer {
@@ -61,21 +61,21 @@ fn context_of(parts: &Parts) -> Option<TraceContext> {
         .extensions
         .get::<TraceContext>()
         .cloned()
-        .or_else(nexus_trace_core::current)
+        .or_else(crate::context::current)
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Trace {
+impl<S: Send + Sync> FromRequestParts<S> for RequestTrace {
     type Rejection = MissingTraceLayer;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        context_of(parts).map(Trace).ok_or(MissingTraceLayer)
+        context_of(parts).map(RequestTrace).ok_or(MissingTraceLayer)
     }
 }
 
-impl<S: Send + Sync> OptionalFromRequestParts<S> for Trace {
+impl<S: Send + Sync> OptionalFromRequestParts<S> for RequestTrace {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Infallible> {
-        Ok(context_of(parts).map(Trace))
+        Ok(context_of(parts).map(RequestTrace))
     }
 }

@@ -5,8 +5,8 @@ use std::task::{Context, Poll};
 
 use http::{HeaderName, HeaderValue, Response};
 use nexus_trace_core::context::Scoped;
-use nexus_trace_core::web::request::{Outcome, RequestTrace};
-use nexus_trace_core::web::TRACE_ID_HEADER;
+use nexus_trace_http::record::request::{Outcome, RequestTrace};
+use nexus_trace_http::record::TRACE_ID_HEADER;
 
 use crate::body::TracedBody;
 
@@ -14,7 +14,7 @@ use crate::body::TracedBody;
 const TRACE_ID: HeaderName = HeaderName::from_static(TRACE_ID_HEADER);
 
 pin_project_lite::pin_project! {
-    /// Response future of [`NexusTrace`](crate::NexusTrace).
+    /// Response future of [`NexusTraceService`](crate::NexusTraceService).
     ///
     /// Holds the request's [`RequestTrace`]: if this future is dropped before
     /// it completes (client gone) or unwinds (handler panic), the trace's drop

@@ -1,10 +1,10 @@
 use std::sync::Arc;
 
-use nexus_trace_core::web::request::TraceConfig;
 use nexus_trace_core::{Bus, Text};
+use nexus_trace_http::record::request::TraceConfig;
 use tower_layer::Layer;
 
-use crate::service::NexusTrace;
+use crate::service::NexusTraceService;
 
 /// A `tower::Layer` that traces every request into a [`Bus`].
 ///
@@ -54,9 +54,9 @@ impl NexusTraceLayer {
 }
 
 impl<S> Layer<S> for NexusTraceLayer {
-    type Service = NexusTrace<S>;
+    type Service = NexusTraceService<S>;
 
-    fn layer(&self, inner: S) -> NexusTrace<S> {
-        NexusTrace::new(inner, self.bus.clone(), Arc::clone(&self.config))
+    fn layer(&self, inner: S) -> NexusTraceService<S> {
+        NexusTraceService::new(inner, self.bus.clone(), Arc::clone(&self.config))
     }
 }

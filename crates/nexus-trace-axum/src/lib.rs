@@ -5,8 +5,8 @@
 //!   (also on handler error, panic, client disconnect; measured at the end of
 //!   the response body), continues an incoming W3C `traceparent`, echoes the
 //!   trace id in `x-trace-id`, and makes the request context available to
-//!   all code inside the request via [`nexus_trace_core::current`].
-//! * [`Trace`]: an extractor for the request context.
+//!   all code inside the request via [`context::current`].
+//! * [`RequestTrace`]: an extractor for the request context.
 //! * [`NexusRoutes`]: the `/__nexus` routes (live events over SSE or
 //!   WebSocket, traces by id, the dashboard), behind a required access gate.
 //!   A client's WebSocket Close is answered at once, a client that stops
@@ -17,7 +17,7 @@
 //! ```no_run
 //! use axum::{routing::get, Router};
 //! use nexus_trace_axum::{Access, NexusRoutes, NexusTraceLayer};
-//! use nexus_trace_core::Bus;
+//! use nexus_trace_axum::Bus;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let bus = Bus::new(4096);
@@ -29,6 +29,14 @@
 //! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Features
+//!
+//! * `websocket` (default): `GET /__nexus/events` over WebSocket too.
+//!   Without it the stream is Server-Sent Events only (an upgrade request is
+//!   served SSE) and the WebSocket library is not compiled.
+//! * `dashboard` (default): the dashboard page at `GET /__nexus/`. Without
+//!   it that route is not mounted.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -38,12 +46,23 @@ mod future;
 mod layer;
 mod routes;
 mod service;
+#[cfg(feature = "websocket")]
+mod websocket;
 
 pub use body::TracedBody;
-pub use extract::{MissingTraceLayer, Trace};
+pub use extract::{MissingTraceLayer, RequestTrace};
 pub use future::ResponseFuture;
 pub use layer::NexusTraceLayer;
-pub use nexus_trace_core::web::gate::{Access, AccessRequest, Decision, GateError};
-pub use nexus_trace_core::web::shutdown::Shutdown;
+pub use nexus_trace_http::serve::gate::{Access, AccessRequest, Decision, GateError};
+pub use nexus_trace_http::serve::shutdown::Shutdown;
+// What an application needs from the core, so that it depends on this crate
+// alone: the bus, the event model and the request context.
+pub use nexus_trace_core::{
+    context, Bus, Event, EventKind, SpanContext, SpanGuard, SpanKind, TraceContext,
+};
+/// Outbound reqwest calls in a CLIENT span (feature `reqwest`); see
+/// `nexus_trace_http::client`.
+#[cfg(feature = "reqwest")]
+pub use nexus_trace_http::client::TracedRequest;
 pub use routes::NexusRoutes;
-pub use service::NexusTrace;
+pub use service::NexusTraceService;

@@ -2,46 +2,43 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::connect_info::ConnectInfo;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Redirect, Response};
+#[cfg(feature = "dashboard")]
+use axum::response::Redirect;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::StreamExt;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
-use nexus_trace_core::web::gate::Access;
-use nexus_trace_core::web::session::{Incoming, Outgoing};
-use nexus_trace_core::web::shutdown::Shutdown;
-use nexus_trace_core::web::stream::Format;
-use nexus_trace_core::web::surface::{EventsRequest, Refusal, Surface};
-use nexus_trace_core::web::timer::Timer;
-use nexus_trace_core::web::{dashboard, sse, PREFIX};
 use nexus_trace_core::Bus;
-
-/// Largest message a stream client may send (it has nothing to say beyond
-/// control frames; actix-ws uses the same limit).
-const CLIENT_MESSAGE_LIMIT: usize = 64 * 1024;
+#[cfg(feature = "dashboard")]
+use nexus_trace_http::serve::dashboard;
+use nexus_trace_http::serve::gate::Access;
+use nexus_trace_http::serve::shutdown::Shutdown;
+use nexus_trace_http::serve::sse;
+use nexus_trace_http::serve::surface::{EventsRequest, NexusEndpoints, Refusal};
+use nexus_trace_http::serve::timer::Timer;
+use nexus_trace_http::PREFIX;
 
 /// The `/__nexus` routes: the live event stream, traces by id, counters and
 /// the dashboard, behind an access gate that must be chosen explicitly.
 ///
 /// * `GET /__nexus/events`: WebSocket when the request asks to upgrade
-///   (`?since=N`, one JSON event per text message), otherwise Server-Sent
-///   Events (`id:` = event id; `Last-Event-ID` beats `?since=`). Without
+///   (`?since=N`, one JSON event per text message; feature `websocket`),
+///   otherwise Server-Sent Events (`id:` = event id; `Last-Event-ID` beats
+///   `?since=`). Without
 ///   either, the retained backlog is replayed first. Lag is reported as a
 ///   `lagged` frame. Past [`max_streams`](Self::max_streams) clients: 429.
 /// * `GET /__nexus/traces/{trace_id}`: the retained events of one trace.
 /// * `GET /__nexus/stats`: the bus's counters and the stream cap's,
 ///   including `streams.ended.{client_close, disconnected, write_timeout,
 ///   shutdown, source_closed}`.
-/// * `GET /__nexus/`: the dashboard.
+/// * `GET /__nexus/`: the dashboard (feature `dashboard`).
 ///
 /// # How event streams end
 ///
@@ -61,7 +58,7 @@ const CLIENT_MESSAGE_LIMIT: usize = 64 * 1024;
 /// ```no_run
 /// use axum::Router;
 /// use nexus_trace_axum::{Access, NexusRoutes};
-/// use nexus_trace_core::Bus;
+/// use nexus_trace_axum::Bus;
 ///
 /// # async fn run() -> std::io::Result<()> {
 /// let bus = Bus::new(4096);
@@ -77,12 +74,12 @@ const CLIENT_MESSAGE_LIMIT: usize = 64 * 1024;
 /// # }
 /// ```
 ///
-/// Every decision is made by the framework-free [`Surface`] of the core, and
+/// Every decision is made by the framework-free [`NexusEndpoints`] of the core, and
 /// every stream's life by its session there, so the actix-web adapter
 /// answers exactly alike.
 #[derive(Debug, Clone)]
 pub struct NexusRoutes {
-    surface: Surface,
+    surface: NexusEndpoints,
 }
 
 impl NexusRoutes {
@@ -90,7 +87,7 @@ impl NexusRoutes {
     /// `Access::bearer(token)?`; an empty token is refused there).
     pub fn new(bus: Bus, access: Access) -> Self {
         NexusRoutes {
-            surface: Surface::new(bus, access),
+            surface: NexusEndpoints::new(bus, access),
         }
     }
 
@@ -136,9 +133,12 @@ impl NexusRoutes {
     /// request is refused with 403).
     pub fn into_router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
         let surface = Arc::new(self.surface);
-        Router::new()
+        let router = Router::new();
+        #[cfg(feature = "dashboard")]
+        let router = router
             .route(PREFIX, get(|| async { Redirect::permanent("/__nexus/") }))
-            .route(&format!("{PREFIX}/"), get(page))
+            .route(&format!("{PREFIX}/"), get(page));
+        router
             .route(&format!("{PREFIX}/events"), get(events))
             .route(&format!("{PREFIX}/traces/{{trace_id}}"), get(trace))
             .route(&format!("{PREFIX}/stats"), get(stats))
@@ -164,7 +164,7 @@ fn header(headers: &HeaderMap, name: header::HeaderName) -> Option<&[u8]> {
     headers.get(name).map(HeaderValue::as_bytes)
 }
 
-async fn gate(State(surface): State<Arc<Surface>>, req: Request, next: Next) -> Response {
+async fn gate(State(surface): State<Arc<NexusEndpoints>>, req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -176,6 +176,7 @@ async fn gate(State(surface): State<Arc<Surface>>, req: Request, next: Next) -> 
     }
 }
 
+#[cfg(feature = "dashboard")]
 async fn page() -> Response {
     let mut res = dashboard::HTML.into_response();
     for (name, value) in dashboard::HEADERS {
@@ -185,14 +186,17 @@ async fn page() -> Response {
     res
 }
 
-async fn trace(State(surface): State<Arc<Surface>>, Path(trace_id): Path<String>) -> Response {
+async fn trace(
+    State(surface): State<Arc<NexusEndpoints>>,
+    Path(trace_id): Path<String>,
+) -> Response {
     match surface.trace(&trace_id) {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(r) => refusal(r),
     }
 }
 
-async fn stats(State(surface): State<Arc<Surface>>) -> Response {
+async fn stats(State(surface): State<Arc<NexusEndpoints>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         surface.stats(),
@@ -200,12 +204,17 @@ async fn stats(State(surface): State<Arc<Surface>>) -> Response {
         .into_response()
 }
 
-async fn events(State(surface): State<Arc<Surface>>, req: Request) -> Response {
+async fn events(State(surface): State<Arc<NexusEndpoints>>, req: Request) -> Response {
     let h = req.headers();
     let admitted = surface.events(EventsRequest {
         last_event_id: header(h, header::HeaderName::from_static("last-event-id")),
         query: req.uri().query(),
-        upgrade: header(h, header::UPGRADE),
+        // Without the `websocket` feature an upgrade request is served SSE.
+        upgrade: if cfg!(feature = "websocket") {
+            header(h, header::UPGRADE)
+        } else {
+            None
+        },
         origin: header(h, header::ORIGIN),
         host: header(h, header::HOST),
     });
@@ -213,19 +222,9 @@ async fn events(State(surface): State<Arc<Surface>>, req: Request) -> Response {
         Ok(a) => a,
         Err(r) => return refusal(r),
     };
-    if admitted.format == Format::WebSocket {
-        let (mut parts, _) = req.into_parts();
-        return match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-            Ok(upgrade) => upgrade.max_message_size(CLIENT_MESSAGE_LIMIT).on_upgrade(
-                move |socket| async move {
-                    let (tx, rx) = socket.split();
-                    admitted
-                        .into_session(TokioTimer, WsSink(tx), WsIncoming(rx))
-                        .await;
-                },
-            ),
-            Err(rejection) => rejection.into_response(),
-        };
+    #[cfg(feature = "websocket")]
+    if admitted.format == nexus_trace_http::serve::stream::Format::WebSocket {
+        return crate::websocket::upgrade(admitted, req).await;
     }
     let (session, body) = admitted.into_sse(TokioTimer);
     tokio::spawn(session);
@@ -242,66 +241,9 @@ async fn events(State(surface): State<Arc<Surface>>, req: Request) -> Response {
     res
 }
 
-/// The session's frames, written to axum's WebSocket (tungstenite).
-struct WsSink(SplitSink<WebSocket, Message>);
-
-impl Sink<Outgoing> for WsSink {
-    type Error = axum::Error;
-
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready_unpin(cx)
-    }
-
-    fn start_send(mut self: Pin<&mut Self>, item: Outgoing) -> Result<(), Self::Error> {
-        let message = match item {
-            Outgoing::Data(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => Message::Text(text.into()),
-                // Event JSON is always UTF-8; never send a broken text frame.
-                Err(_) => return Ok(()),
-            },
-            Outgoing::KeepAlive => Message::Ping(Bytes::new()),
-            // tungstenite answers pings itself while it reads them, and
-            // queues the answer to a Close the moment it reads it: flushing
-            // (which follows) sends it.
-            Outgoing::Pong(_) | Outgoing::CloseReply(_) => return Ok(()),
-            Outgoing::Close(code, reason) => Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            })),
-        };
-        self.0.start_send_unpin(message)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_flush_unpin(cx)
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_close_unpin(cx)
-    }
-}
-
-/// What the client sent, read from axum's WebSocket; ends with the
-/// connection (or a protocol error).
-struct WsIncoming(SplitStream<WebSocket>);
-
-impl Stream for WsIncoming {
-    type Item = Incoming;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
-        self.0.poll_next_unpin(cx).map(|message| match message? {
-            Ok(Message::Ping(payload)) => Some(Incoming::Ping(payload.to_vec())),
-            Ok(Message::Pong(_)) => Some(Incoming::Pong),
-            Ok(Message::Close(frame)) => Some(Incoming::Close(frame.map(|f| f.code))),
-            Ok(Message::Text(_) | Message::Binary(_)) => Some(Incoming::Message),
-            Err(_) => None,
-        })
-    }
-}
-
 /// tokio's clock for the core's stream sessions.
 #[derive(Debug, Clone, Copy)]
-struct TokioTimer;
+pub(crate) struct TokioTimer;
 
 impl Timer for TokioTimer {
     type Sleep = tokio::time::Sleep;

@@ -4,9 +4,9 @@ use std::task::{Context, Poll};
 
 use axum::extract::MatchedPath;
 use http::{Request, Response};
-use nexus_trace_core::web::request::{RequestInfo, RequestTrace, TraceConfig};
-use nexus_trace_core::web::{is_nexus_path, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use nexus_trace_core::Bus;
+use nexus_trace_http::record::request::{RequestInfo, RequestTrace, TraceConfig};
+use nexus_trace_http::record::{is_nexus_path, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use tower_service::Service;
 
 use crate::body::TracedBody;
@@ -14,19 +14,19 @@ use crate::future::ResponseFuture;
 
 /// The middleware service made by [`NexusTraceLayer`](crate::NexusTraceLayer).
 #[derive(Debug, Clone)]
-pub struct NexusTrace<S> {
+pub struct NexusTraceService<S> {
     inner: S,
     bus: Bus,
     config: Arc<TraceConfig>,
 }
 
-impl<S> NexusTrace<S> {
+impl<S> NexusTraceService<S> {
     pub(crate) fn new(inner: S, bus: Bus, config: Arc<TraceConfig>) -> Self {
-        NexusTrace { inner, bus, config }
+        NexusTraceService { inner, bus, config }
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for NexusTrace<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for NexusTraceService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: fmt::Display,
@@ -61,7 +61,7 @@ where
                 tracestate: req.headers().get(TRACESTATE_HEADER).map(|v| v.as_bytes()),
             },
         );
-        // The handler reaches the context through `current()` (the `Trace`
+        // The handler reaches the context through `current()` (the `RequestTrace`
         // extractor does), set while its future is polled: no per-request
         // extension to allocate.
         let ctx = trace.context().clone();
@@ -70,6 +70,6 @@ where
             let _entered = ctx.enter();
             self.inner.call(req)
         };
-        ResponseFuture::traced(nexus_trace_core::scope(ctx, future), trace)
+        ResponseFuture::traced(nexus_trace_core::context::scope(ctx, future), trace)
     }
 }

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use nexus_trace_axum::{Access, NexusRoutes, NexusTraceLayer, Shutdown, Trace};
+use nexus_trace_axum::{Access, NexusRoutes, NexusTraceLayer, RequestTrace, Shutdown};
 use nexus_trace_conformance::{conformance_tests, Harness, Opts, Server, Stop};
 use nexus_trace_core::{context, Bus};
 
@@ -107,7 +107,7 @@ fn app(bus: &Bus, opts: &Opts) -> (Router, Option<Shutdown>) {
         )
         .route(
             "/extract",
-            get(|Trace(ctx): Trace| async move { ctx.trace_id().to_string() }),
+            get(|RequestTrace(ctx): RequestTrace| async move { ctx.trace_id().to_string() }),
         )
         .route(
             "/orders",
@@ -135,11 +135,11 @@ fn app(bus: &Bus, opts: &Opts) -> (Router, Option<Shutdown>) {
     let untraced = Router::new()
         .route(
             "/no-layer",
-            get(|Trace(ctx): Trace| async move { ctx.trace_id().to_string() }),
+            get(|RequestTrace(ctx): RequestTrace| async move { ctx.trace_id().to_string() }),
         )
         .route(
             "/no-layer-optional",
-            get(|t: Option<Trace>| async move {
+            get(|t: Option<RequestTrace>| async move {
                 if t.is_some() {
                     "some"
                 } else {
@@ -239,7 +239,7 @@ async fn panic_caught_by_catch_panic_layer_is_recorded_as_a_panic() {
     let events: Vec<_> = std::iter::from_fn(|| sub.try_recv().ok()).collect();
     let ends: Vec<_> = events
         .iter()
-        .filter(|e| e.kind == nexus_trace_core::Kind::RequestEnd)
+        .filter(|e| e.kind == nexus_trace_core::EventKind::RequestEnd)
         .collect();
     assert_eq!(ends.len(), 1, "{events:?}");
     assert_eq!(

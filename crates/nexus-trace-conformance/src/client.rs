@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use nexus_trace_core::web::sse::{SseEvent, SseParser};
+use nexus_trace_http::serve::sse::{SseEvent, SseParser};
 use serde_json::Value;
 
 /// An open SSE response.

@@ -32,9 +32,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexus_trace_core::web::gate::Access;
-use nexus_trace_core::web::shutdown::Shutdown;
 use nexus_trace_core::{Bus, TryRecvError};
+use nexus_trace_http::serve::gate::Access;
+use nexus_trace_http::serve::shutdown::Shutdown;
 use serde_json::Value;
 
 pub mod client;

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use nexus_trace_core::{Bus, Event, Kind, Text};
+use nexus_trace_core::{Bus, Event, EventKind, Text};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
@@ -51,7 +51,7 @@ impl Traffic {
                 tick.tick().await;
                 for _ in 0..per_ms {
                     bus.publish(Event {
-                        kind: Kind::Log,
+                        kind: EventKind::Log,
                         message: "traffic".into(),
                         ..Event::default()
                     });
@@ -368,7 +368,7 @@ async fn publish_until(server: &Server, what: &str, ok: impl Fn(&Value) -> bool)
     loop {
         for _ in 0..32 {
             server.bus.publish(Event {
-                kind: Kind::Log,
+                kind: EventKind::Log,
                 message: fat.clone(),
                 ..Event::default()
             });

@@ -6,12 +6,13 @@
 //!
 //! | route | service | behaviour |
 //! |---|---|---|
-//! | `GET /orders` | `conformance` | [`orders`]: a CLIENT span `http.payments.charge` around a call to `/payments/charge` on the same server, carrying `traceparent`/`tracestate` |
+//! | `GET /orders` | `conformance` | [`orders`]: a call to `/payments/charge` on the same server with [`TracedRequest::send_traced`] (a CLIENT span `http.payments.charge`, `traceparent`/`tracestate` injected) |
 //! | `GET /payments/charge` | `payments` (its own middleware) | [`charge`]: an INTERNAL span `ledger.write` (2 ms), answers the trace headers it received |
 
 use std::time::Duration;
 
 use nexus_trace_core::context;
+use nexus_trace_http::client::TracedRequest;
 use serde_json::Value;
 
 use crate::suite::client;
@@ -20,29 +21,13 @@ use crate::{Harness, Opts};
 /// The `GET /orders` handler: calls `http://{host}/payments/charge` inside
 /// a CLIENT span and answers what payments answered (or the error).
 pub async fn orders(host: &str) -> String {
-    let mut call = context::span_builder("http.payments.charge")
-        .client()
-        .attr("peer.service", "payments")
-        .start();
-    let mut request = reqwest::Client::new().get(format!("http://{host}/payments/charge"));
-    if let Some(parent) = call.traceparent() {
-        request = request.header("traceparent", parent.to_string());
-    }
-    if let Some(state) = call.tracestate() {
-        request = request.header("tracestate", state);
-    }
-    match request.send().await {
-        Ok(res) => {
-            call.attr(
-                "http.response.status_code",
-                i64::from(res.status().as_u16()),
-            );
-            res.text().await.unwrap_or_default()
-        }
-        Err(e) => {
-            call.set_error(&e);
-            format!("payments unreachable: {e}")
-        }
+    let call = reqwest::Client::new()
+        .get(format!("http://{host}/payments/charge?card=4111"))
+        .send_traced("http.payments.charge")
+        .await;
+    match call {
+        Ok(res) => res.text().await.unwrap_or_default(),
+        Err(e) => format!("payments unreachable: {e}"),
     }
 }
 
@@ -144,6 +129,11 @@ pub async fn trace_tree_spans_two_services(h: &impl Harness) {
         assert_eq!(s["orphan"], false, "{s}");
     }
     assert_eq!(call["attrs"]["http.response.status_code"], 200);
+    assert_eq!(call["attrs"]["http.request.method"], "GET");
+    assert_eq!(
+        call["attrs"]["url.path"], "/payments/charge",
+        "never the query"
+    );
     assert_eq!(charge["status"], 200);
     assert!(ledger["durationMs"].as_f64().unwrap() >= 2.0, "{ledger}");
     // Each child starts no earlier than its parent (one clock, one process).

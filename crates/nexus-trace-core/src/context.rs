@@ -35,7 +35,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Instant, SystemTime};
 
 use crate::bus::Bus;
-use crate::event::{Attrs, Event, Kind, Text, Value};
+use crate::event::{Attrs, Event, EventKind, Text, Value};
 use crate::traceparent::{SpanId, TraceId, TraceParent};
 
 /// Who a span is and when it started: the request's server span, or a
@@ -123,7 +123,7 @@ impl SpanContext {
     /// An event of `kind` carrying this span's trace id, span id, parent id,
     /// service and endpoint. Allocates nothing: the ids are binary and the
     /// names shared.
-    pub fn event(&self, kind: Kind) -> Event {
+    pub fn event(&self, kind: EventKind) -> Event {
         Event {
             trace_id: self.trace_id.into(),
             span_id: self.span_id.into(),
@@ -194,7 +194,7 @@ impl TraceContext {
 
     /// An event of `kind` already carrying this span's trace id, span id,
     /// parent id, service and endpoint.
-    pub fn event(&self, kind: Kind) -> Event {
+    pub fn event(&self, kind: EventKind) -> Event {
         self.span.event(kind)
     }
 
@@ -251,7 +251,7 @@ impl TraceContext {
         err: Option<&dyn fmt::Display>,
     ) -> u64 {
         let elapsed = start.elapsed();
-        let mut event = self.event(Kind::Downstream);
+        let mut event = self.event(EventKind::Downstream);
         event.parent_id = self.span.span_id.into();
         event.span_id = SpanId::random().into();
         event.message = name.into();
@@ -281,7 +281,7 @@ impl TraceContext {
 
     /// Publishes a `log` event on this span.
     pub fn log(&self, message: impl Into<Text>) -> u64 {
-        let mut event = self.event(Kind::Log);
+        let mut event = self.event(EventKind::Log);
         event.message = message.into();
         self.publish(event)
     }
@@ -366,7 +366,7 @@ impl SpanBuilder {
             span: parent.span.child(),
             bus: parent.bus,
         };
-        let mut event = ctx.event(Kind::SpanStart);
+        let mut event = ctx.event(EventKind::SpanStart);
         event.message = self.name.clone();
         event.timestamp = ctx.span.started_at;
         event.attrs = self.attrs.clone();
@@ -577,9 +577,9 @@ impl SpanGuard {
         let (kind, timestamp) = match open.kind {
             // A downstream event's timestamp is when the call started, as
             // `record` has always written it.
-            SpanKind::Client => (Kind::Downstream, open.ctx.span.started_at),
+            SpanKind::Client => (EventKind::Downstream, open.ctx.span.started_at),
             SpanKind::Internal => (
-                Kind::SpanEnd,
+                EventKind::SpanEnd,
                 open.ctx
                     .span
                     .started_at
@@ -835,7 +835,7 @@ mod tests {
         }));
         assert!(current().is_none(), "context leaked out of the scope");
         let e = sub.try_recv().unwrap();
-        assert_eq!(e.kind, Kind::Downstream);
+        assert_eq!(e.kind, EventKind::Downstream);
         assert_eq!(e.trace_id, trace);
         assert_eq!(e.parent_id, span);
         assert_ne!(e.span_id, span);
@@ -1023,7 +1023,7 @@ mod tests {
         let ev = drain(&mut sub);
         let ends: Vec<(&str, &str)> = ev
             .iter()
-            .filter(|e| e.kind == Kind::SpanEnd)
+            .filter(|e| e.kind == EventKind::SpanEnd)
             .map(|e| (e.message.as_str(), e.error.as_str()))
             .collect();
         assert_eq!(ends, [("fails", "refused"), ("never", "cancelled")]);

@@ -42,25 +42,31 @@
 
 mod bus;
 pub mod context;
-pub mod event;
+mod event;
 #[cfg(nexus_loom)]
+#[doc(hidden)]
 pub mod loom_support;
+#[cfg(feature = "test-oracle")]
 pub mod model;
 mod registry;
 mod ring;
 mod subscription;
+// Public only for the repository's loom models (`sync::mutation`); not part
+// of the API.
+#[doc(hidden)]
 pub mod sync;
-pub mod traceparent;
+mod traceparent;
 pub mod tree;
-pub mod web;
 
 pub use bus::{Bus, CapacityError, Counters};
-pub use context::{
-    current, in_span, record, scope, start_span, SpanBuilder, SpanContext, SpanGuard, SpanKind,
-    TraceContext,
+pub use context::{SpanBuilder, SpanContext, SpanGuard, SpanKind, TraceContext};
+pub use event::{
+    Attrs, Event, EventKind, EventParseError, GoFormatter, Method, Text, Value, W3cId, WireId,
+    INLINE_CAPACITY,
 };
-pub use event::{Attrs, Event, Kind, Method, Text, WireId};
 pub use subscription::{RecvError, RecvTimeoutError, Subscription, TryRecvError};
-pub use sync::Arc;
-pub use traceparent::{SpanId, TraceId, TraceParent};
+pub use traceparent::{
+    tracestate_is_valid, SpanId, TraceId, TraceParent, TraceParentError, MAX_TRACEPARENT_LEN,
+    MAX_TRACESTATE_LEN,
+};
 pub use tree::TraceTree;

@@ -212,35 +212,8 @@
 //! once; each has a deliberately weakened variant that must fail with its
 //! own message.
 //!
-//! # Departures from the first design sketch, and why
-//!
-//! * **Split reference count instead of hazard pointers.** The first
-//!   version protected the payload with a per-subscriber hazard pointer that
-//!   every displacing writer scanned: O(subscribers) per publish (504 ns with
-//!   256 stalled subscribers, against 154 ns with 16), a `SeqCst` fence per
-//!   read, and an address re-check that was unsound under reuse. Counting the
-//!   readers in the slot word makes publish O(1), replay fence-free, and the
-//!   lap check and the reservation one atomic step.
-//! * **Growable registry.** Subscriber entries live in 64-entry chunks
-//!   appended lock-free and freed with the ring, instead of one fixed table:
-//!   there is no subscriber limit to configure or hit.
-//! * **Abandonment moves the lap.** The abandoning writer records its own
-//!   lap with ABANDONED while the stalled writer keeps WRITING; the stalled
-//!   writer's later `fetch_and` only clears its bit. Readers decide from the
-//!   one word without knowing who is stalled.
-//! * **Mutations chosen at run time.** The weakened orderings are selected
-//!   by `sync::mutation::set` inside one loom build instead of one build per
-//!   cfg, so CI builds the loom tests once.
-//! * **A checked `Arc` twin under loom** (`loom_support`) that recycles
-//!   freed allocations at once (so address reuse happens under loom) and
-//!   keeps the payload in a loom `UnsafeCell` (so a payload read without a
-//!   happens-before edge to its writes is reported).
-//! * **`since` beyond the head is clamped to the head** (documented on
-//!   `Bus::subscribe`): a client's id from before a restart would otherwise
-//!   wait for ids the new process may never reach.
-//! * **Padded slots.** Each slot is cache-line padded so producers claiming
-//!   consecutive ids never share a line; it costs 128 bytes per slot of
-//!   capacity (see the memory table in `benches/RESULTS.md`).
+//! How this design came about (the departures from the first sketch, and
+//! why): `docs/ring-history.md` in the repository.
 
 use std::ptr;
 

@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Map, Value as Json};
 
 use crate::context::{SpanKind, SPAN_KIND_ATTR};
-use crate::event::{Attrs, Event, Kind, Method, Text, WireId};
+use crate::event::{Attrs, Event, EventKind, Method, Text, WireId};
 use crate::traceparent::{SpanId, TraceId};
 
 /// What a span in a tree is, as OpenTelemetry calls it.
@@ -184,17 +184,17 @@ impl TraceTree {
         let mut loose = Vec::new();
         let mut logs: Vec<&Event> = Vec::new();
         for (pos, event) in events.iter().enumerate() {
-            if event.kind == Kind::Log {
+            if event.kind == EventKind::Log {
                 logs.push(event);
                 continue;
             }
             let spanful = matches!(
                 event.kind,
-                Kind::RequestStart
-                    | Kind::RequestEnd
-                    | Kind::SpanStart
-                    | Kind::SpanEnd
-                    | Kind::Downstream
+                EventKind::RequestStart
+                    | EventKind::RequestEnd
+                    | EventKind::SpanStart
+                    | EventKind::SpanEnd
+                    | EventKind::Downstream
             );
             if !spanful || event.span_id.is_empty() {
                 loose.push(event.id);
@@ -436,7 +436,7 @@ impl Building {
             self.error = event.error.clone();
         }
         match event.kind {
-            Kind::RequestStart | Kind::RequestEnd => {
+            EventKind::RequestStart | EventKind::RequestEnd => {
                 self.kind = Some(NodeKind::Server);
                 if self.name.is_empty() {
                     self.name = if event.endpoint.is_empty() {
@@ -454,7 +454,7 @@ impl Building {
                 if self.path.is_empty() {
                     self.path = event.path.clone();
                 }
-                if event.kind == Kind::RequestStart {
+                if event.kind == EventKind::RequestStart {
                     self.start.get_or_insert(event.timestamp);
                 } else {
                     self.end.get_or_insert(event.timestamp);
@@ -464,7 +464,7 @@ impl Building {
                     }
                 }
             }
-            Kind::SpanStart => {
+            EventKind::SpanStart => {
                 let client = event
                     .attrs
                     .get(SPAN_KIND_ATTR)
@@ -480,7 +480,7 @@ impl Building {
                 }
                 self.start.get_or_insert(event.timestamp);
             }
-            Kind::SpanEnd => {
+            EventKind::SpanEnd => {
                 self.kind.get_or_insert(NodeKind::Internal);
                 if self.name.is_empty() {
                     self.name = event.message.clone();
@@ -490,7 +490,7 @@ impl Building {
                     self.duration.get_or_insert(d);
                 }
             }
-            Kind::Downstream => {
+            EventKind::Downstream => {
                 self.kind = Some(NodeKind::Client);
                 if self.name.is_empty() {
                     self.name = event.message.clone();
@@ -500,7 +500,7 @@ impl Building {
                 self.end.get_or_insert(event.timestamp + d);
                 self.duration.get_or_insert(d);
             }
-            Kind::Log | Kind::Other(_) => {}
+            EventKind::Log | EventKind::Other(_) => {}
         }
     }
 
@@ -549,7 +549,7 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + Duration::from_millis(ms)
     }
 
-    fn ev(id: u64, kind: Kind, span: &str, parent: &str, ts: u64) -> Event {
+    fn ev(id: u64, kind: EventKind, span: &str, parent: &str, ts: u64) -> Event {
         let mut e = Event::new(kind);
         e.id = id;
         e.trace_id = WireId::parse(T);
@@ -584,34 +584,34 @@ mod tests {
     /// `/orders` → client call → payments `/charge` → `ledger.write`.
     fn two_services() -> Vec<Event> {
         let mut v = Vec::new();
-        let mut s = ev(1, Kind::RequestStart, ORDERS, "", 0);
+        let mut s = ev(1, EventKind::RequestStart, ORDERS, "", 0);
         s.endpoint = "POST /orders".into();
         v.push(s);
-        let mut c = ev(2, Kind::SpanStart, CHARGE, ORDERS, 2);
+        let mut c = ev(2, EventKind::SpanStart, CHARGE, ORDERS, 2);
         c.message = "http.payments.charge".into();
         c.attrs.insert(SPAN_KIND_ATTR, "client");
         v.push(c);
-        let mut p = ev(3, Kind::RequestStart, PAY, CHARGE, 3);
+        let mut p = ev(3, EventKind::RequestStart, PAY, CHARGE, 3);
         p.endpoint = "POST /charge".into();
         p.service = "payments".into();
         v.push(p);
-        let mut l = ended(ev(4, Kind::Downstream, LEDGER, PAY, 4), 5);
+        let mut l = ended(ev(4, EventKind::Downstream, LEDGER, PAY, 4), 5);
         l.message = "ledger.write".into();
         l.service = "payments".into();
         v.push(l);
-        let mut pe = ended(ev(5, Kind::RequestEnd, PAY, CHARGE, 10), 7);
+        let mut pe = ended(ev(5, EventKind::RequestEnd, PAY, CHARGE, 10), 7);
         pe.status = 200;
         pe.endpoint = "POST /charge".into();
         pe.service = "payments".into();
         v.push(pe);
-        let mut ce = ended(ev(6, Kind::Downstream, CHARGE, ORDERS, 2), 9);
+        let mut ce = ended(ev(6, EventKind::Downstream, CHARGE, ORDERS, 2), 9);
         ce.message = "http.payments.charge".into();
         ce.attrs.insert("http.status", 200);
         v.push(ce);
-        let mut log = ev(7, Kind::Log, ORDERS, "", 12);
+        let mut log = ev(7, EventKind::Log, ORDERS, "", 12);
         log.message = "order stored".into();
         v.push(log);
-        let mut oe = ended(ev(8, Kind::RequestEnd, ORDERS, "", 15), 15);
+        let mut oe = ended(ev(8, EventKind::RequestEnd, ORDERS, "", 15), 15);
         oe.status = 201;
         oe.endpoint = "POST /orders".into();
         v.push(oe);
@@ -697,11 +697,11 @@ mod tests {
 
     #[test]
     fn events_without_a_span_and_stray_logs_are_loose() {
-        let mut go = ev(1, Kind::RequestStart, "", "", 0);
+        let mut go = ev(1, EventKind::RequestStart, "", "", 0);
         go.endpoint = "GET /go".into();
-        let stray = ev(2, Kind::Log, "00000000000000ff", "", 1);
+        let stray = ev(2, EventKind::Log, "00000000000000ff", "", 1);
         let other_trace = {
-            let mut e = ev(3, Kind::RequestStart, ORDERS, "", 0);
+            let mut e = ev(3, EventKind::RequestStart, ORDERS, "", 0);
             e.trace_id = WireId::parse("0af7651916cd43dd8448eb211c80319c");
             e
         };
@@ -719,11 +719,23 @@ mod tests {
     #[test]
     fn a_parent_cycle_terminates_and_is_broken() {
         let a = ended(
-            ev(1, Kind::SpanEnd, "000000000000000a", "000000000000000b", 5),
+            ev(
+                1,
+                EventKind::SpanEnd,
+                "000000000000000a",
+                "000000000000000b",
+                5,
+            ),
             5,
         );
         let b = ended(
-            ev(2, Kind::SpanEnd, "000000000000000b", "000000000000000a", 9),
+            ev(
+                2,
+                EventKind::SpanEnd,
+                "000000000000000b",
+                "000000000000000a",
+                9,
+            ),
             5,
         );
         let t = tree(&[a, b], 10);

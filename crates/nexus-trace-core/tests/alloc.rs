@@ -5,8 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;
 
-use nexus_trace_core::web::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
-use nexus_trace_core::{Bus, Event, Kind, SpanContext, Text, TraceContext};
+use nexus_trace_core::{Bus, Event, EventKind, SpanContext, Text, TraceContext};
 
 struct Counting;
 
@@ -53,17 +52,6 @@ fn allocations<R>(f: impl FnOnce() -> R) -> (u64, R) {
     (ALLOCS.with(Cell::get) - before, r)
 }
 
-fn info(path: &str) -> RequestInfo<'_> {
-    RequestInfo {
-        tracestate: None,
-        method: "GET",
-        path,
-        query: None,
-        route: Some("/api/v1/accounts/{account}/orders/{order}"),
-        traceparent: Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-    }
-}
-
 #[test]
 fn publishing_a_prepared_event_allocates_once() {
     let bus = Bus::new(8);
@@ -71,50 +59,16 @@ fn publishing_a_prepared_event_allocates_once() {
     let ctx = TraceContext::new(bus.clone(), SpanContext::new("shop", "GET /orders/{id}"));
     for _ in 0..20 {
         // Past the ring's capacity too: an overwrite frees, never allocates.
-        let event = ctx.event(Kind::Log).attr("user", 7);
+        let event = ctx.event(EventKind::Log).attr("user", 7);
         let (n, _) = allocations(|| bus.publish(event));
         assert_eq!(n, 1, "the event's Arc only");
     }
-    let (n, _) = allocations(|| ctx.event(Kind::Downstream));
+    let (n, _) = allocations(|| ctx.event(EventKind::Downstream));
     assert_eq!(n, 0, "an event from a context copies no string");
     let (n, _) = allocations(|| ctx.record("db.orders.get", std::time::Instant::now(), None));
     assert_eq!(n, 1, "a downstream call with a static name: its Arc only");
     let (n, _) = allocations(|| ctx.log("a static message"));
     assert_eq!(n, 1);
-}
-
-#[test]
-fn a_request_allocates_its_two_events_and_a_long_path() {
-    let bus = Bus::new(64);
-    let config = TraceConfig {
-        service: Text::from_static("shop"),
-        ..TraceConfig::default()
-    };
-    // The first request of a long route puts its template in the cache.
-    drop(RequestTrace::start(&bus, &config, info("/")));
-    for (path, expected) in [
-        ("/api/v1/accounts/7/orders/9", 3), // longer than 22 bytes: shared
-        ("/orders/9", 2),                   // inline
-    ] {
-        let (n, _) = allocations(|| {
-            let mut trace = RequestTrace::start(&bus, &config, info(path));
-            trace.set_status(200);
-            trace.finish(Outcome::Completed { status: 200 });
-            trace.trace_id_hex()
-        });
-        assert_eq!(n, expected, "{path}");
-    }
-    // Ends that are not a plain success add no text of their own.
-    let (n, _) = allocations(|| {
-        let mut trace = RequestTrace::start(&bus, &config, info("/orders/9"));
-        trace.finish(Outcome::Completed { status: 503 });
-    });
-    assert_eq!(n, 2, "HTTP 503 is inline");
-    let (n, _) = allocations(|| drop(RequestTrace::start(&bus, &config, info("/orders/9"))));
-    assert_eq!(
-        n, 3,
-        "an aborted end: its events and the `aborted` attribute"
-    );
 }
 
 #[test]

@@ -6,13 +6,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use nexus_trace_core::model::RingModel;
 use nexus_trace_core::{
-    Bus, CapacityError, Event, Kind, RecvError, RecvTimeoutError, Subscription, TryRecvError,
+    Bus, CapacityError, Event, EventKind, RecvError, RecvTimeoutError, Subscription, TryRecvError,
 };
 use proptest::prelude::*;
 
 fn ev(n: u64) -> Event {
     Event {
-        kind: Kind::Log,
+        kind: EventKind::Log,
         message: format!("m{n}").into(),
         ..Event::default()
     }

@@ -13,7 +13,7 @@
 use std::thread;
 use std::time::Duration;
 
-use nexus_trace_core::{Bus, Event, Kind, RecvTimeoutError, Subscription, TryRecvError};
+use nexus_trace_core::{Bus, Event, EventKind, RecvTimeoutError, Subscription, TryRecvError};
 
 const PRODUCERS: u64 = 4;
 
@@ -157,7 +157,7 @@ fn producers_and_subscribers_keep_the_delivery_contract() {
                 (0..per_producer)
                     .map(|seq| {
                         bus.publish(Event {
-                            kind: Kind::Log,
+                            kind: EventKind::Log,
                             duration_ns: payload(p, seq),
                             ..Event::default()
                         })

@@ -27,7 +27,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use nexus_trace_axum::{NexusRoutes, NexusTraceLayer, Trace};
+use nexus_trace_axum::{NexusRoutes, NexusTraceLayer, RequestTrace};
 use nexus_trace_core::Bus;
 use nexus_trace_demo::{self as demo, Args, NewOrder, Shop, ShopError};
 use serde_json::Value;
@@ -49,7 +49,7 @@ async fn user(State(shop): State<Shop>, Path(id): Path<i64>) -> Result<Json<Valu
 
 async fn order(
     State(shop): State<Shop>,
-    Trace(trace): Trace,
+    RequestTrace(trace): RequestTrace,
     Json(order): Json<NewOrder>,
 ) -> Result<(StatusCode, Json<Value>), Error> {
     let body = shop.order(&trace, order).await.map_err(Error)?;

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
-use nexus_trace_actix::{NexusRoutes, NexusTrace, Trace};
+use nexus_trace_actix::{NexusRoutes, NexusTrace, RequestTrace};
 use nexus_trace_core::Bus;
 use nexus_trace_demo::{self as demo, Args, NewOrder, Shop, ShopError};
 use serde_json::Value;
@@ -42,7 +42,7 @@ async fn user(shop: web::Data<Shop>, id: web::Path<i64>) -> Result<web::Json<Val
 
 async fn order(
     shop: web::Data<Shop>,
-    Trace(trace): Trace,
+    RequestTrace(trace): RequestTrace,
     order: web::Json<NewOrder>,
 ) -> Result<HttpResponse, Error> {
     let body = shop

@@ -6,17 +6,18 @@
 //! web framework's wiring around these.
 //!
 //! The SQLite queries are reported through `tracing` spans (no `record`
-//! call): the [`NexusLayer`] installed by [`install_tracing`] turns them into
+//! call): the [`NexusTracingLayer`] installed by [`install_tracing`] turns them into
 //! downstream events of their request.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use nexus_trace_core::web::gate::Access;
 use nexus_trace_core::{context, Bus, TraceContext};
+use nexus_trace_http::client::TracedRequest;
+use nexus_trace_http::serve::gate::Access;
 use nexus_trace_otlp::{ExporterHandle, OtlpExporter};
-use nexus_trace_tracing::NexusLayer;
+use nexus_trace_tracing::NexusTracingLayer;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 use tracing::field::Empty;
@@ -111,7 +112,7 @@ pub fn access_from_env() -> Result<(Access, Option<String>), String> {
 /// request's trace, and so the SQLite query spans become downstream events.
 /// The level filter keeps the HTTP client's DEBUG and TRACE chatter out.
 pub fn install_tracing(bus: &Bus) -> Result<(), String> {
-    let layer = NexusLayer::new(bus.clone()).with_filter(LevelFilter::INFO);
+    let layer = NexusTracingLayer::new(bus.clone()).with_filter(LevelFilter::INFO);
     let subscriber = tracing_subscriber::registry().with(layer);
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|e| format!("cannot install the tracing bridge: {e}"))
@@ -317,23 +318,14 @@ impl Shop {
             )
             .await?;
 
-        // A CLIENT span opened before the call: the `traceparent` it sends
-        // names this span, so payments' server span becomes its child.
-        let mut call = trace
-            .span_builder("http.payments.charge")
-            .client()
-            .attr("peer.service", "payments")
-            .start();
-        let mut request = self.http.post(&self.payments_url);
-        if let Some(parent) = call.traceparent() {
-            request = request.header("traceparent", parent.to_string());
-        }
-        if let Some(state) = call.tracestate() {
-            request = request.header("tracestate", state);
-        }
-        let result = request
+        // `send_traced` opens a CLIENT span before the call: the
+        // `traceparent` it sends names that span, so payments' server span
+        // becomes its child.
+        let result = self
+            .http
+            .post(&self.payments_url)
             .json(&json!({ "orderId": order_id, "amountCents": amount_cents }))
-            .send()
+            .send_traced("http.payments.charge")
             .await;
         let error = match &result {
             Err(e) => Some(e.to_string()),
@@ -342,16 +334,6 @@ impl Shop {
             }
             Ok(_) => None,
         };
-        if let Ok(res) = &result {
-            call.attr(
-                "http.response.status_code",
-                i64::from(res.status().as_u16()),
-            );
-        }
-        match &error {
-            Some(e) => call.end_err(e),
-            None => call.end(),
-        }
         match (result, error) {
             (Ok(res), None) => Ok(json!({ "orderId": order_id, "payment": res.status().as_u16() })),
             (_, error) => Err(ShopError::Upstream(error.unwrap_or_default())),

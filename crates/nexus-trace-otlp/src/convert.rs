@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
-use nexus_trace_core::event::Value as Attr;
-use nexus_trace_core::{Event, Kind, SpanId};
+use nexus_trace_core::Value as Attr;
+use nexus_trace_core::{Event, EventKind, SpanId};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::common::v1::{
@@ -85,24 +85,24 @@ impl Assembler {
     /// Feeds one bus event; returns the span it finished, if any.
     pub(crate) fn on_event(&mut self, ev: &Event, noted: &mut Noted) -> Option<Item> {
         match ev.kind {
-            Kind::RequestStart => {
+            EventKind::RequestStart => {
                 self.start(ev, noted);
                 None
             }
-            Kind::RequestEnd => {
+            EventKind::RequestEnd => {
                 let span = self.end(ev);
                 if span.is_none() {
                     noted.invalid += 1;
                 }
                 span
             }
-            Kind::SpanStart => {
+            EventKind::SpanStart => {
                 // A child span opened: like a request, it collects the logs
                 // made inside it until its end event arrives.
                 self.start(ev, noted);
                 None
             }
-            Kind::Downstream | Kind::SpanEnd => {
+            EventKind::Downstream | EventKind::SpanEnd => {
                 let pending = key(ev).and_then(|k| self.pending.remove(&k));
                 if let Some(p) = &pending {
                     self.order.remove(&p.seq);
@@ -113,11 +113,11 @@ impl Assembler {
                 }
                 span
             }
-            Kind::Log => {
+            EventKind::Log => {
                 self.log(ev, noted);
                 None
             }
-            Kind::Other(_) => None,
+            EventKind::Other(_) => None,
         }
     }
 
@@ -276,7 +276,7 @@ fn child(ev: &Event, pending: Option<Pending>) -> Option<Item> {
     let own = ev.span_id.id().unwrap_or_else(SpanId::random).to_bytes();
     let duration = duration_nanos(ev);
     let (mut kind, start_ns) = match ev.kind {
-        Kind::SpanEnd => (
+        EventKind::SpanEnd => (
             SpanKind::Internal,
             unix_nanos(ev.timestamp).saturating_sub(duration),
         ),
@@ -484,8 +484,8 @@ pub(crate) fn request(items: Vec<Item>) -> ExportTraceServiceRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nexus_trace_core::web::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
     use nexus_trace_core::Bus;
+    use nexus_trace_http::record::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
     use serde_json::json;
 
     fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Any> {
@@ -606,16 +606,16 @@ mod tests {
     fn invalid_ids_and_kinds() {
         let mut asm = Assembler::new(2);
         let mut noted = Noted::default();
-        let mut ev = Event::new(Kind::Downstream);
+        let mut ev = Event::new(EventKind::Downstream);
         ev.trace_id = "not-hex".into();
         assert!(asm.on_event(&ev, &mut noted).is_none());
-        ev.kind = Kind::RequestEnd;
+        ev.kind = EventKind::RequestEnd;
         assert!(asm.on_event(&ev, &mut noted).is_none());
         assert_eq!(noted.invalid, 2);
-        ev.kind = Kind::Other("custom".into());
+        ev.kind = EventKind::Other("custom".into());
         assert!(asm.on_event(&ev, &mut noted).is_none());
         // A downstream event without a span id (Go-shaped) gets a fresh one.
-        let mut ev = Event::new(Kind::Downstream);
+        let mut ev = Event::new(EventKind::Downstream);
         ev.trace_id = nexus_trace_core::TraceId::random().into();
         ev.attrs.insert("otel.kind", "internal");
         ev.attrs.insert("rows", 3);

@@ -11,8 +11,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use nexus_trace_core::web::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
 use nexus_trace_core::Bus;
+use nexus_trace_http::record::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
 use nexus_trace_otlp::proto::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };

@@ -30,13 +30,13 @@
 //! emitted while it is publishing, so it cannot feed back into itself.
 //!
 //! ```
-//! use nexus_trace_core::{context, Bus, Kind, SpanContext, TraceContext};
-//! use nexus_trace_tracing::NexusLayer;
+//! use nexus_trace_core::{context, Bus, EventKind, SpanContext, TraceContext};
+//! use nexus_trace_tracing::NexusTracingLayer;
 //! use tracing_subscriber::layer::SubscriberExt;
 //!
 //! let bus = Bus::new(64);
 //! let mut sub = bus.subscribe(0);
-//! let subscriber = tracing_subscriber::registry().with(NexusLayer::new(bus.clone()));
+//! let subscriber = tracing_subscriber::registry().with(NexusTracingLayer::new(bus.clone()));
 //! tracing::subscriber::with_default(subscriber, || {
 //!     let ctx = TraceContext::new(bus.clone(), SpanContext::new("users", "/users/{id}"));
 //!     futures::executor::block_on(context::scope(ctx, async {
@@ -63,10 +63,10 @@
 //! Filter it, which also keeps the disabled callsites free:
 //!
 //! ```
-//! # use nexus_trace_tracing::NexusLayer;
+//! # use nexus_trace_tracing::NexusTracingLayer;
 //! use tracing_subscriber::{filter::LevelFilter, layer::SubscriberExt, Layer};
 //! # let bus = nexus_trace_core::Bus::new(64);
-//! let layer = NexusLayer::new(bus.clone()).with_filter(LevelFilter::INFO);
+//! let layer = NexusTracingLayer::new(bus.clone()).with_filter(LevelFilter::INFO);
 //! let subscriber = tracing_subscriber::registry().with(layer);
 //! # drop(subscriber);
 //! ```
@@ -78,8 +78,7 @@ use std::fmt::{self, Write as _};
 use std::time::Instant;
 
 use nexus_trace_core::context::Entered;
-use nexus_trace_core::event::Value;
-use nexus_trace_core::{context, Attrs, Bus, Event, Kind, Text, TraceContext};
+use nexus_trace_core::{context, Attrs, Bus, Event, EventKind, Text, TraceContext, Value};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::Subscriber;
@@ -99,16 +98,16 @@ pub enum OffRequest {
 
 /// The layer; see the [crate documentation](crate).
 #[derive(Debug, Clone)]
-pub struct NexusLayer {
+pub struct NexusTracingLayer {
     bus: Bus,
     off_request: OffRequest,
 }
 
-impl NexusLayer {
+impl NexusTracingLayer {
     /// A layer publishing to `bus` (events of a request go to that request's
     /// own bus, which is normally the same one).
-    pub fn new(bus: Bus) -> NexusLayer {
-        NexusLayer {
+    pub fn new(bus: Bus) -> NexusTracingLayer {
+        NexusTracingLayer {
             bus,
             off_request: OffRequest::Ignore,
         }
@@ -117,7 +116,7 @@ impl NexusLayer {
     /// What to do with events outside any request (default
     /// [`OffRequest::Ignore`]).
     #[must_use]
-    pub fn off_request(mut self, off_request: OffRequest) -> NexusLayer {
+    pub fn off_request(mut self, off_request: OffRequest) -> NexusTracingLayer {
         self.off_request = off_request;
         self
     }
@@ -196,7 +195,7 @@ where
     }
 }
 
-impl<S> Layer<S> for NexusLayer
+impl<S> Layer<S> for NexusTracingLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -215,7 +214,7 @@ where
             error: None,
         };
         attrs.record(&mut SpanVisitor(&mut data));
-        let mut ev = data.ctx.event(Kind::SpanStart);
+        let mut ev = data.ctx.event(EventKind::SpanStart);
         ev.message = span.name().into();
         ev.timestamp = data.ctx.span().started_at;
         ev.attrs = data.fields.clone();
@@ -269,8 +268,8 @@ where
         let mut visitor = EventVisitor::default();
         event.record(&mut visitor);
         let mut ev = match &trace {
-            Some(trace) => trace.event(Kind::Log),
-            None => Event::new(Kind::Log),
+            Some(trace) => trace.event(EventKind::Log),
+            None => Event::new(EventKind::Log),
         };
         ev.error = visitor.error.take().unwrap_or_default().into();
         ev.message = visitor.message().into();
@@ -293,12 +292,12 @@ where
         let elapsed = data.start.elapsed();
         let started_at = data.ctx.span().started_at;
         let mut ev = if is_internal(&data.fields) {
-            let mut ev = data.ctx.event(Kind::SpanEnd);
+            let mut ev = data.ctx.event(EventKind::SpanEnd);
             ev.timestamp = started_at + elapsed;
             ev
         } else {
             // A downstream event is stamped at its start, as `record` does.
-            let mut ev = data.ctx.event(Kind::Downstream);
+            let mut ev = data.ctx.event(EventKind::Downstream);
             ev.timestamp = started_at;
             ev
         };

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::executor::block_on;
-use nexus_trace_core::{context, Bus, Event, Kind, SpanContext, Subscription, TraceContext};
-use nexus_trace_tracing::{NexusLayer, OffRequest};
+use nexus_trace_core::{context, Bus, Event, EventKind, SpanContext, Subscription, TraceContext};
+use nexus_trace_tracing::{NexusTracingLayer, OffRequest};
 use tracing::field::Empty;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -17,7 +17,7 @@ fn all(sub: &mut Subscription) -> Vec<Arc<Event>> {
     std::iter::from_fn(|| sub.try_recv().ok()).collect()
 }
 
-fn with_layer<R>(layer: NexusLayer, f: impl FnOnce() -> R) -> R {
+fn with_layer<R>(layer: NexusTracingLayer, f: impl FnOnce() -> R) -> R {
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f)
 }
 
@@ -39,7 +39,7 @@ fn events_in_a_request_are_logs_on_its_trace() {
     let bus = Bus::new(64);
     let mut sub = bus.subscribe(0);
     let ctx = request(&bus);
-    with_layer(NexusLayer::new(bus.clone()), || {
+    with_layer(NexusTracingLayer::new(bus.clone()), || {
         block_on(context::scope(ctx.clone(), async {
             tracing::info!(user = 7, cached = false, "loading user");
             tracing::warn!(error = "timeout", "retrying");
@@ -49,7 +49,7 @@ fn events_in_a_request_are_logs_on_its_trace() {
     let ev = all(&mut sub);
     assert_eq!(ev.len(), 3, "{ev:#?}");
     for e in &ev {
-        assert_eq!(e.kind, Kind::Log);
+        assert_eq!(e.kind, EventKind::Log);
         assert_eq!(e.trace_id, ctx.trace_id());
         assert_eq!(e.span_id, ctx.span().span_id, "the request span");
         assert_eq!(e.service, "shop");
@@ -76,7 +76,7 @@ fn spans_in_a_request_are_child_spans_with_their_logs() {
     let bus = Bus::new(64);
     let mut sub = bus.subscribe(0);
     let ctx = request(&bus);
-    let id = with_layer(NexusLayer::new(bus.clone()), || {
+    let id = with_layer(NexusTracingLayer::new(bus.clone()), || {
         block_on(context::scope(ctx.clone(), async {
             let id = load_user(7).await;
             query_with_error();
@@ -135,7 +135,7 @@ fn nested_spans_keep_their_hierarchy() {
     let bus = Bus::new(64);
     let mut sub = bus.subscribe(0);
     let ctx = request(&bus);
-    with_layer(NexusLayer::new(bus.clone()), || {
+    with_layer(NexusTracingLayer::new(bus.clone()), || {
         block_on(context::scope(ctx.clone(), async {
             let outer = tracing::info_span!("checkout", otel.kind = "internal");
             let _outer = outer.enter();
@@ -188,7 +188,7 @@ fn a_span_made_in_a_request_carries_it_to_other_threads() {
     let bus = Bus::new(64);
     let mut sub = bus.subscribe(0);
     let ctx = request(&bus);
-    with_layer(NexusLayer::new(bus.clone()), || {
+    with_layer(NexusTracingLayer::new(bus.clone()), || {
         let span = block_on(context::scope(ctx.clone(), async {
             tracing::info_span!("worker")
         }));
@@ -225,7 +225,7 @@ fn a_span_made_in_a_request_carries_it_to_other_threads() {
 fn off_request_events_are_ignored_by_default() {
     let bus = Bus::new(64);
     let mut sub = bus.subscribe(0);
-    with_layer(NexusLayer::new(bus.clone()), || {
+    with_layer(NexusTracingLayer::new(bus.clone()), || {
         tracing::info!("startup");
         tracing::info_span!("init").in_scope(|| tracing::warn!("inside a span"));
     });
@@ -236,7 +236,7 @@ fn off_request_events_are_ignored_by_default() {
 fn off_request_events_are_published_when_asked() {
     let bus = Bus::new(64);
     let mut sub = bus.subscribe(0);
-    let layer = NexusLayer::new(bus.clone()).off_request(OffRequest::Publish);
+    let layer = NexusTracingLayer::new(bus.clone()).off_request(OffRequest::Publish);
     with_layer(layer, || {
         tracing::error!(port = 8080, "cannot bind");
         // Spans outside a request are still not published.
@@ -244,7 +244,7 @@ fn off_request_events_are_published_when_asked() {
     });
     let ev = all(&mut sub);
     assert_eq!(ev.len(), 1, "{ev:#?}");
-    assert_eq!(ev[0].kind, Kind::Log);
+    assert_eq!(ev[0].kind, EventKind::Log);
     assert_eq!(ev[0].message, "cannot bind port=8080");
     assert!(ev[0].trace_id.is_empty());
     assert_eq!(ev[0].attrs["level"], "ERROR");
@@ -254,7 +254,7 @@ fn off_request_events_are_published_when_asked() {
 fn own_events_are_never_published() {
     let bus = Bus::new(64);
     let mut sub = bus.subscribe(0);
-    let layer = NexusLayer::new(bus.clone()).off_request(OffRequest::Publish);
+    let layer = NexusTracingLayer::new(bus.clone()).off_request(OffRequest::Publish);
     with_layer(layer, || {
         block_on(context::scope(request(&bus), async {
             tracing::info!(target: "nexus_trace_tracing", "internal");

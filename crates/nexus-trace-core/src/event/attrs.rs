@@ -172,7 +172,7 @@ impl<'de> Deserialize<'de> for Value {
 /// small vector. Keys are [`Text`], so a `&'static str` key costs nothing.
 ///
 /// ```
-/// use nexus_trace_core::event::Attrs;
+/// use nexus_trace_core::Attrs;
 ///
 /// let mut attrs = Attrs::new();
 /// attrs.insert("user.id", 42);

@@ -70,7 +70,7 @@ impl W3cId for SpanId {
 /// Every constructor normalises, so one id has one representation:
 ///
 /// ```
-/// use nexus_trace_core::event::WireId;
+/// use nexus_trace_core::WireId;
 /// use nexus_trace_core::TraceId;
 ///
 /// let w3c = WireId::<TraceId>::parse("4bf92f3577b34da6a3ce929d0e0e4736");

@@ -8,7 +8,7 @@ use super::text::Text;
 /// methods are a tag with no heap; anything else is kept verbatim.
 ///
 /// ```
-/// use nexus_trace_core::event::Method;
+/// use nexus_trace_core::Method;
 ///
 /// assert_eq!(Method::parse("GET"), Method::Get);
 /// assert_eq!(Method::parse("PROPFIND").as_str(), "PROPFIND");

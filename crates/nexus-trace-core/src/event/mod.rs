@@ -1,56 +1,7 @@
 //! The trace [`Event`]: one request-lifecycle record, wire-compatible with the
 //! Go `trace.Event` struct.
 //!
-//! # Wire format
-//!
-//! [`Event::to_json`] / [`Event::write_json`] produce exactly the bytes Go's
-//! `encoding/json` produces for the Go struct (for an event that only uses
-//! the fields the Go struct has):
-//!
-//! * field order and names: `id`, `traceId`, `spanId`?, `parentId`?, `kind`,
-//!   `service`?, `endpoint`?, `transport`?, `method`?, `path`?, `status`?,
-//!   `durationMs`?, `message`?, `error`?, `timestamp`, `meta`?, `durationNs`?
-//!   (`?` = omitted when empty / zero, like Go's `omitempty`). `spanId`,
-//!   `parentId` and `durationNs` are Rust-side extensions; they are omitted
-//!   when unset, so a Go-shaped event serialises byte-for-byte like Go.
-//! * strings are escaped like Go (HTML-safe: `<`, `>`, `&`, U+2028 and U+2029
-//!   become `\u003c`, `\u003e`, `\u0026`, `\u2028`, `\u2029`), see
-//!   [`GoFormatter`];
-//! * `timestamp` is formatted like Go's `time.Time.MarshalJSON` for a UTC time
-//!   (RFC 3339, nanosecond precision, trailing zeros of the fraction trimmed,
-//!   `Z` suffix);
-//! * `meta` (the event's [`attrs`](Event::attrs)) keys are sorted (at every
-//!   nesting level), and floating point values are formatted like Go formats
-//!   a `float64`.
-//! * trace and span ids are stored in binary ([`WireId`]) and written as
-//!   lowercase hex; an id that is not a W3C id is kept as text and written
-//!   back verbatim.
-//!
-//! The plain [`Serialize`](serde::Serialize) implementation emits the same field set in the
-//! same order, but string escaping and float formatting are then up to the
-//! serializer in use (e.g. `serde_json::to_string` does not apply the Go
-//! HTML escaping). Use [`Event::to_json`] for the Go-compatible bytes.
-//!
-//! # Decoding
-//!
-//! [`Event::from_json`] (and the [`Deserialize`](serde::Deserialize) implementation) is lenient
-//! like Go's `json.Unmarshal`: every field may be missing or `null` (it then
-//! takes its default), unknown fields are ignored, field names are matched
-//! exactly first and then ASCII-case-insensitively, and for duplicate fields
-//! the last one wins. Values of the wrong type are errors. A `traceId`,
-//! `spanId` or `parentId` that is not the lowercase hex of a W3C id (the Go
-//! implementation may send a UUID, or any string) is kept as text, never
-//! dropped or rejected, so a decoded event writes back the bytes it was
-//! read from.
-//!
-//! # Cost
-//!
-//! An event's strings are [`Text`]: static, inline up to 22 bytes, or a
-//! shared `Arc<str>`, so cloning an event never copies a string, and
-//! building one from a layer's configuration allocates nothing. Ids are
-//! fixed-size binary, the method is a [`Method`] tag, and empty [`Attrs`]
-//! hold no heap. Publishing a prepared event costs one allocation (its
-//! `Arc`).
+//! The wire format, decoding and cost are documented on [`Event`].
 
 mod attrs;
 mod id;
@@ -65,7 +16,7 @@ pub use attrs::{Attrs, Value};
 pub use id::{W3cId, WireId};
 pub(crate) use json::format_timestamp;
 pub use json::{EventParseError, GoFormatter};
-pub use kind::Kind;
+pub use kind::EventKind;
 pub use method::Method;
 pub use text::{Text, INLINE_CAPACITY};
 
@@ -73,18 +24,69 @@ use crate::traceparent::{SpanId, TraceId};
 
 /// One request-lifecycle trace event (port of Go's `trace.Event`).
 ///
-/// See the [module documentation](self) for the exact JSON format. The
+/// The exact JSON format is below ([wire format](#wire-format)). The
 /// fields are public; the constructors keep common events short:
 ///
 /// ```
 /// use std::time::Duration;
-/// use nexus_trace_core::{Event, Kind};
+/// use nexus_trace_core::{Event, EventKind};
 ///
 /// let log = Event::log("cache miss").attr("key", "user:7");
 /// let call = Event::downstream("db.users.get", Duration::from_millis(3)).attr("rows", 1);
-/// assert_eq!((log.kind, log.message.as_str()), (Kind::Log, "cache miss"));
+/// assert_eq!((log.kind, log.message.as_str()), (EventKind::Log, "cache miss"));
 /// assert_eq!(call.attrs["rows"], 1);
 /// ```
+///
+/// # Wire format
+///
+/// [`Event::to_json`] / [`Event::write_json`] produce exactly the bytes Go's
+/// `encoding/json` produces for the Go struct (for an event that only uses
+/// the fields the Go struct has):
+///
+/// * field order and names: `id`, `traceId`, `spanId`?, `parentId`?, `kind`,
+///   `service`?, `endpoint`?, `transport`?, `method`?, `path`?, `status`?,
+///   `durationMs`?, `message`?, `error`?, `timestamp`, `meta`?, `durationNs`?
+///   (`?` = omitted when empty / zero, like Go's `omitempty`). `spanId`,
+///   `parentId` and `durationNs` are Rust-side extensions; they are omitted
+///   when unset, so a Go-shaped event serialises byte-for-byte like Go.
+/// * strings are escaped like Go (HTML-safe: `<`, `>`, `&`, U+2028 and U+2029
+///   become `\u003c`, `\u003e`, `\u0026`, `\u2028`, `\u2029`), see
+///   [`GoFormatter`];
+/// * `timestamp` is formatted like Go's `time.Time.MarshalJSON` for a UTC time
+///   (RFC 3339, nanosecond precision, trailing zeros of the fraction trimmed,
+///   `Z` suffix);
+/// * `meta` (the event's [`attrs`](Event::attrs)) keys are sorted (at every
+///   nesting level), and floating point values are formatted like Go formats
+///   a `float64`.
+/// * trace and span ids are stored in binary ([`WireId`]) and written as
+///   lowercase hex; an id that is not a W3C id is kept as text and written
+///   back verbatim.
+///
+/// The plain [`Serialize`](serde::Serialize) implementation emits the same field set in the
+/// same order, but string escaping and float formatting are then up to the
+/// serializer in use (e.g. `serde_json::to_string` does not apply the Go
+/// HTML escaping). Use [`Event::to_json`] for the Go-compatible bytes.
+///
+/// # Decoding
+///
+/// [`Event::from_json`] (and the [`Deserialize`](serde::Deserialize) implementation) is lenient
+/// like Go's `json.Unmarshal`: every field may be missing or `null` (it then
+/// takes its default), unknown fields are ignored, field names are matched
+/// exactly first and then ASCII-case-insensitively, and for duplicate fields
+/// the last one wins. Values of the wrong type are errors. A `traceId`,
+/// `spanId` or `parentId` that is not the lowercase hex of a W3C id (the Go
+/// implementation may send a UUID, or any string) is kept as text, never
+/// dropped or rejected, so a decoded event writes back the bytes it was
+/// read from.
+///
+/// # Cost
+///
+/// An event's strings are [`Text`]: static, inline up to 22 bytes, or a
+/// shared `Arc<str>`, so cloning an event never copies a string, and
+/// building one from a layer's configuration allocates nothing. Ids are
+/// fixed-size binary, the method is a [`Method`] tag, and empty [`Attrs`]
+/// hold no heap. Publishing a prepared event costs one allocation (its
+/// `Arc`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     /// Sequence number assigned by the bus (JSON `id`, always present).
@@ -98,7 +100,7 @@ pub struct Event {
     /// when unset). Extension: not in the Go struct.
     pub parent_id: WireId<SpanId>,
     /// What happened (JSON `kind`, always present).
-    pub kind: Kind,
+    pub kind: EventKind,
     /// Name of the service that emitted the event (JSON `service`).
     pub service: Text,
     /// Logical endpoint / route name (JSON `endpoint`).
@@ -137,7 +139,7 @@ impl Default for Event {
             trace_id: WireId::UNSET,
             span_id: WireId::UNSET,
             parent_id: WireId::UNSET,
-            kind: Kind::default(),
+            kind: EventKind::default(),
             service: Text::EMPTY,
             endpoint: Text::EMPTY,
             transport: Text::EMPTY,
@@ -157,7 +159,7 @@ impl Default for Event {
 impl Event {
     /// A new event of the given kind; every other field is unset.
     #[must_use]
-    pub fn new(kind: Kind) -> Self {
+    pub fn new(kind: EventKind) -> Self {
         Event {
             kind,
             ..Event::default()
@@ -169,7 +171,7 @@ impl Event {
     pub fn log(message: impl Into<Text>) -> Self {
         Event {
             message: message.into(),
-            ..Event::new(Kind::Log)
+            ..Event::new(EventKind::Log)
         }
     }
 
@@ -178,7 +180,7 @@ impl Event {
     pub fn downstream(name: impl Into<Text>, duration: Duration) -> Self {
         let mut event = Event {
             message: name.into(),
-            ..Event::new(Kind::Downstream)
+            ..Event::new(EventKind::Downstream)
         };
         event.set_duration(duration);
         event
@@ -211,7 +213,7 @@ impl Event {
     }
 
     /// Serialises the event to Go-compatible JSON (see the
-    /// [module documentation](self)).
+    /// [wire format](Event#wire-format)).
     #[must_use]
     pub fn to_json(&self) -> String {
         let mut out = Vec::with_capacity(256);
@@ -223,13 +225,13 @@ impl Event {
     }
 
     /// Appends the event's Go-compatible JSON (see the
-    /// [module documentation](self)) to `out`.
+    /// [wire format](Event#wire-format)) to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         json::write(self, out);
     }
 
     /// Parses an event from JSON (leniently, like Go; see the
-    /// [module documentation](self)).
+    /// [wire format](Event#wire-format)).
     ///
     /// # Errors
     ///
@@ -262,7 +264,7 @@ mod tests {
         Event {
             id: 7,
             trace_id: "t1".into(),
-            kind: Kind::RequestStart,
+            kind: EventKind::RequestStart,
             timestamp: at(T_2026, 0),
             ..Event::default()
         }
@@ -287,7 +289,7 @@ mod tests {
         let ev = Event {
             id: 42,
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-            kind: Kind::Downstream,
+            kind: EventKind::Downstream,
             service: "checkout".into(),
             endpoint: "POST /orders".into(),
             transport: "http".into(),
@@ -543,27 +545,27 @@ mod tests {
         let json =
             r#"{"id":1,"traceId":"t","kind":"queue.publish","timestamp":"2026-11-25T01:02:03Z"}"#;
         let ev = Event::from_json(json).unwrap();
-        assert_eq!(ev.kind, Kind::Other("queue.publish".into()));
+        assert_eq!(ev.kind, EventKind::Other("queue.publish".into()));
         assert_eq!(ev.to_json(), json);
 
         for (s, k) in [
-            ("request.start", Kind::RequestStart),
-            ("request.end", Kind::RequestEnd),
-            ("downstream", Kind::Downstream),
-            ("log", Kind::Log),
+            ("request.start", EventKind::RequestStart),
+            ("request.end", EventKind::RequestEnd),
+            ("downstream", EventKind::Downstream),
+            ("log", EventKind::Log),
         ] {
-            assert_eq!(Kind::from(s), k);
-            assert_eq!(s.parse::<Kind>().unwrap(), k);
+            assert_eq!(EventKind::from(s), k);
+            assert_eq!(s.parse::<EventKind>().unwrap(), k);
             assert_eq!(k.to_string(), s);
-            assert!(matches!(Kind::from(s.to_string()), ref x if *x == k));
+            assert!(matches!(EventKind::from(s.to_string()), ref x if *x == k));
         }
-        assert_eq!(Kind::Other("log".into()), Kind::Log);
-        assert_eq!(Kind::default(), Kind::Log);
+        assert_eq!(EventKind::Other("log".into()), EventKind::Log);
+        assert_eq!(EventKind::default(), EventKind::Log);
     }
 
     #[test]
     fn full_round_trip() {
-        let mut ev = Event::new(Kind::RequestEnd);
+        let mut ev = Event::new(EventKind::RequestEnd);
         ev.id = u64::MAX;
         ev.trace_id = "abc".into();
         ev.span_id = "s1".into();
@@ -629,11 +631,11 @@ mod tests {
     #[test]
     fn constructors() {
         let ev = Event::downstream("db.get", Duration::from_micros(1500)).attr("rows", 2);
-        assert_eq!(ev.kind, Kind::Downstream);
+        assert_eq!(ev.kind, EventKind::Downstream);
         assert_eq!((ev.duration_ms, ev.duration_ns), (1, 1_500_000));
         assert_eq!(ev.attrs["rows"], 2);
         let ev = Event::log("hi");
-        assert_eq!((ev.kind, ev.message.as_str()), (Kind::Log, "hi"));
+        assert_eq!((ev.kind, ev.message.as_str()), (EventKind::Log, "hi"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub const INLINE_CAPACITY: usize = 22;
 /// Making one allocates only for text that is neither static nor short:
 ///
 /// ```
-/// use nexus_trace_core::event::Text;
+/// use nexus_trace_core::Text;
 ///
 /// let fixed = Text::from("GET /users/{id}"); // a &'static str: no allocation
 /// let short = Text::from(format!("HTTP {}", 503)); // 8 bytes: kept inline

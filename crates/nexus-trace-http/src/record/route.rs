@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::event::{Text, INLINE_CAPACITY};
-use crate::web::redact;
+use crate::record::redact;
+use nexus_trace_core::{Text, INLINE_CAPACITY};
 
 /// A layer's route templates as shared texts, made on a route's first
 /// request and reused for every later one.

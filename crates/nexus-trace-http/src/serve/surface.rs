@@ -10,15 +10,15 @@ use std::time::Duration;
 use futures_core::Stream;
 use futures_sink::Sink;
 
-use crate::web::gate::{Access, AccessRequest, Decision};
-use crate::web::limit::{StreamLimiter, StreamPermit};
-use crate::web::session::{Incoming, Outgoing, Parts, StreamSession};
-use crate::web::shutdown::{Shutdown, ShutdownListener};
-use crate::web::sse_body::{sse_body, SseBody, SseGone, SseSender};
-use crate::web::stream::{EventStream, Format};
-use crate::web::timer::{Ticks, Timer};
-use crate::web::{resume, stats_json, trace_json, websocket_origin_allowed};
-use crate::Bus;
+use crate::serve::gate::{Access, AccessRequest, Decision};
+use crate::serve::limit::{StreamLimiter, StreamPermit};
+use crate::serve::session::{Incoming, Outgoing, Parts, StreamSession};
+use crate::serve::shutdown::{Shutdown, ShutdownListener};
+use crate::serve::sse_body::{sse_body, SseBody, SseGone, SseSender};
+use crate::serve::stream::{EventStream, Format};
+use crate::serve::timer::{Ticks, Timer};
+use crate::serve::{resume, stats_json, trace_json, websocket_origin_allowed};
+use nexus_trace_core::Bus;
 
 /// A refused request: status, plain-text message, extra headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +108,7 @@ impl Admitted {
 /// The shared state of one mounted `/__nexus` surface. Clones share the
 /// stream cap, so make one per application, not per worker.
 #[derive(Debug, Clone)]
-pub struct Surface {
+pub struct NexusEndpoints {
     bus: Bus,
     access: Access,
     limiter: Arc<StreamLimiter>,
@@ -118,7 +118,7 @@ pub struct Surface {
     allowed_origins: Arc<[String]>,
 }
 
-impl Surface {
+impl NexusEndpoints {
     /// Default cap on concurrent event-stream clients.
     pub const DEFAULT_MAX_STREAMS: usize = 32;
     /// Default period of SSE keep-alive comments and WebSocket pings.
@@ -127,8 +127,8 @@ impl Surface {
     pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// A surface over `bus` behind `access`.
-    pub fn new(bus: Bus, access: Access) -> Surface {
-        Surface {
+    pub fn new(bus: Bus, access: Access) -> NexusEndpoints {
+        NexusEndpoints {
             bus,
             access,
             limiter: StreamLimiter::new(Self::DEFAULT_MAX_STREAMS),
@@ -140,13 +140,13 @@ impl Surface {
     }
 
     /// Most concurrent event-stream clients; more get 429.
-    pub fn max_streams(mut self, n: usize) -> Surface {
+    pub fn max_streams(mut self, n: usize) -> NexusEndpoints {
         self.limiter = StreamLimiter::new(n);
         self
     }
 
     /// Period of keep-alives (at least 10 ms).
-    pub fn keep_alive(mut self, period: Duration) -> Surface {
+    pub fn keep_alive(mut self, period: Duration) -> NexusEndpoints {
         self.keep_alive = period.max(Duration::from_millis(10));
         self
     }
@@ -155,7 +155,7 @@ impl Surface {
     /// frame the transport does not take, or a flush that makes no
     /// progress, for this long ends the stream and frees its place. Also
     /// bounds each goodbye on shutdown.
-    pub fn write_timeout(mut self, bound: Duration) -> Surface {
+    pub fn write_timeout(mut self, bound: Duration) -> NexusEndpoints {
         self.write_timeout = bound.max(Duration::from_millis(1));
         self
     }
@@ -167,7 +167,7 @@ impl Surface {
     }
 
     /// Also accept WebSocket handshakes from this `Origin`.
-    pub fn allow_origin(mut self, origin: impl Into<String>) -> Surface {
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> NexusEndpoints {
         let mut all = self.allowed_origins.to_vec();
         all.push(origin.into());
         self.allowed_origins = all.into();
@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn events_decisions() {
-        let s = Surface::new(Bus::new(4), Access::loopback()).max_streams(1);
+        let s = NexusEndpoints::new(Bus::new(4), Access::loopback()).max_streams(1);
         let bad = EventsRequest {
             last_event_id: Some(b"x"),
             ..EventsRequest::default()
@@ -289,10 +289,10 @@ mod tests {
 
     #[test]
     fn gate_refusals() {
-        let s = Surface::new(Bus::new(4), Access::bearer("t").unwrap());
+        let s = NexusEndpoints::new(Bus::new(4), Access::bearer("t").unwrap());
         assert_eq!(s.gate(loopback(), None, None).unwrap().status, 401);
         assert!(s.gate(loopback(), Some(b"Bearer t"), None).is_none());
-        let s = Surface::new(Bus::new(4), Access::loopback());
+        let s = NexusEndpoints::new(Bus::new(4), Access::loopback());
         assert_eq!(
             s.gate(Some("10.0.0.1:1".parse().unwrap()), None, None)
                 .unwrap()

@@ -7,7 +7,7 @@
 //! `%0D%0A` decoded, a user agent with CR/LF) can end the line or inject a
 //! frame.
 
-use crate::event::Event;
+use nexus_trace_core::Event;
 
 /// Response headers every SSE stream carries (besides `content-type`).
 pub const HEADERS: [(&str, &str); 3] = [
@@ -74,6 +74,12 @@ pub struct SseEvent {
 /// An incremental parser following the HTML Living Standard's SSE rules
 /// (line endings CRLF, LF or CR; comments; `data` joined by LF), for Rust
 /// clients of `/__nexus/events` and for testing the encoder against.
+///
+/// No adapter uses it: it is the reading half of the framing above, kept
+/// next to the writing half because the `sse_roundtrip` fuzz target (which
+/// depends on this crate only, not on the test-only conformance crate)
+/// checks that every frame written here parses back to the same event, and
+/// the conformance suite's SSE client reads streams with it.
 #[derive(Debug, Default)]
 pub struct SseParser {
     buf: Vec<u8>,

@@ -5,12 +5,12 @@
 
 use std::time::SystemTime;
 
-use crate::context::{SpanContext, TraceContext};
-use crate::event::{Attrs, Event, Kind, Method, Text, W3cId};
-use crate::traceparent::TraceParent;
-use crate::web::redact;
-use crate::web::route::RouteCache;
-use crate::Bus;
+use crate::record::redact;
+use crate::record::route::RouteCache;
+use nexus_trace_core::Bus;
+use nexus_trace_core::TraceParent;
+use nexus_trace_core::{Attrs, Event, EventKind, Method, Text, W3cId};
+use nexus_trace_core::{SpanContext, TraceContext};
 
 /// Longest method kept in an event, in bytes.
 const MAX_METHOD: usize = 32;
@@ -126,7 +126,7 @@ impl RequestTrace {
     /// `traceparent`, else a fresh W3C trace id) and publishes `request.start`.
     ///
     /// Allocates the `request.start` event and, for a path longer than
-    /// [`INLINE_CAPACITY`](crate::event::INLINE_CAPACITY) bytes, the path
+    /// [`INLINE_CAPACITY`](nexus_trace_core::INLINE_CAPACITY) bytes, the path
     /// text that both events share; names come from `config` and its route
     /// cache, ids are binary.
     pub fn start(bus: &Bus, config: &TraceConfig, req: RequestInfo<'_>) -> RequestTrace {
@@ -149,7 +149,7 @@ impl RequestTrace {
                 .tracestate
                 .and_then(|raw| std::str::from_utf8(raw).ok())
                 .map(|s| s.trim_matches([' ', '\t']))
-                .filter(|s| crate::traceparent::tracestate_is_valid(s))
+                .filter(|s| nexus_trace_core::tracestate_is_valid(s))
             {
                 span = span.with_tracestate(Text::copy(state));
             }
@@ -172,7 +172,7 @@ impl RequestTrace {
             status: 0,
             ended: false,
         };
-        let mut start = trace.event(Kind::RequestStart);
+        let mut start = trace.event(EventKind::RequestStart);
         start.attrs = trace.attrs.clone();
         start.timestamp = trace.ctx.span().started_at;
         trace.ctx.publish(start);
@@ -180,7 +180,7 @@ impl RequestTrace {
     }
 
     /// An event of `kind` with the request's span, transport, method and path.
-    fn event(&self, kind: Kind) -> Event {
+    fn event(&self, kind: EventKind) -> Event {
         Event {
             transport: self.transport.clone(),
             method: self.method.clone(),
@@ -235,7 +235,7 @@ impl RequestTrace {
             return;
         }
         self.ended = true;
-        let mut event = self.ctx.event(Kind::RequestEnd);
+        let mut event = self.ctx.event(EventKind::RequestEnd);
         event.transport = std::mem::take(&mut self.transport);
         event.method = self.method.take();
         event.path = std::mem::take(&mut self.path);
@@ -318,7 +318,7 @@ impl Drop for RequestTrace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Subscription;
+    use nexus_trace_core::Subscription;
 
     fn info<'a>(traceparent: Option<&'a [u8]>) -> RequestInfo<'a> {
         RequestInfo {
@@ -331,7 +331,7 @@ mod tests {
         }
     }
 
-    fn all(sub: &mut Subscription) -> Vec<std::sync::Arc<crate::Event>> {
+    fn all(sub: &mut Subscription) -> Vec<std::sync::Arc<nexus_trace_core::Event>> {
         std::iter::from_fn(|| sub.try_recv().ok()).collect()
     }
 
@@ -350,8 +350,8 @@ mod tests {
         drop(t);
         let ev = all(&mut sub);
         assert_eq!(ev.len(), 2);
-        assert_eq!(ev[0].kind, Kind::RequestStart);
-        assert_eq!(ev[1].kind, Kind::RequestEnd);
+        assert_eq!(ev[0].kind, EventKind::RequestStart);
+        assert_eq!(ev[1].kind, EventKind::RequestEnd);
         assert_eq!(ev[1].status, 200);
         assert_eq!(ev[0].trace_id, ev[1].trace_id);
         assert_eq!(ev[0].endpoint, "/users/{id}");

@@ -1,16 +1,15 @@
-//! Framework-free parts of the `/__nexus` surface, shared by the axum and
-//! actix-web adapters so that both behave the same: SSE framing, resume-point
+//! Serving the `/__nexus` routes, framework-free: SSE framing, resume-point
 //! parsing, the access gate, the stream-client cap, each stream client's
-//! session (close handshake, write bound, shutdown), path capture and
-//! redaction, and the dashboard page.
+//! session (close handshake, write bound, shutdown), the trace-tree and
+//! stats JSON, and the dashboard page. The adapters hold one
+//! [`NexusEndpoints`](surface::NexusEndpoints) per mount and translate
+//! between it and their framework.
 
+#[cfg(feature = "dashboard")]
 pub mod dashboard;
 pub mod gate;
 pub mod limit;
-pub mod redact;
-pub mod request;
 pub mod resume;
-pub mod route;
 pub mod session;
 pub mod shutdown;
 pub mod sse;
@@ -19,26 +18,7 @@ pub mod stream;
 pub mod surface;
 pub mod timer;
 
-/// The mount point of the nexus routes.
-pub const PREFIX: &str = "/__nexus";
-
-/// The response header that carries a request's trace id.
-pub const TRACE_ID_HEADER: &str = "x-trace-id";
-
-/// The W3C trace context request header.
-pub const TRACEPARENT_HEADER: &str = "traceparent";
-
-/// The W3C trace context header carrying vendor state alongside
-/// `traceparent`.
-pub const TRACESTATE_HEADER: &str = "tracestate";
-
-/// Is `path` one of the nexus routes (which are never recorded themselves)?
-pub fn is_nexus_path(path: &str) -> bool {
-    path == PREFIX
-        || path
-            .strip_prefix(PREFIX)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
+use nexus_trace_core::{Bus, Event, Text, TraceId, TraceTree, TryRecvError, WireId};
 
 /// May a WebSocket handshake open the event stream, judged by its `Origin`
 /// and `Host` headers (raw values)?
@@ -68,19 +48,19 @@ pub fn websocket_origin_allowed(
 }
 
 /// `GET /__nexus/traces/{trace_id}`: the trace's span tree
-/// ([`TraceTree::to_json`](crate::tree::TraceTree::to_json), its schema)
+/// ([`TraceTree::to_json`](nexus_trace_core::TraceTree::to_json), its schema)
 /// built from the events the ring still holds, plus those events themselves
 /// under `"events"` (Go-compatible encoding, id order). A trace with no
 /// retained event answers an empty tree (`"spans": []`, `"events": []`,
 /// no `startedAt`). The id must be 1 to 128 bytes, else the reason to
 /// answer 400. Reads the ring through a temporary cursor.
-pub fn trace_json(bus: &crate::Bus, trace_id: &str) -> Result<Vec<u8>, &'static str> {
+pub fn trace_json(bus: &Bus, trace_id: &str) -> Result<Vec<u8>, &'static str> {
     if trace_id.is_empty() || trace_id.len() > 128 {
         return Err("nexus: trace id must be 1 to 128 bytes\n");
     }
-    let wanted: crate::WireId<crate::TraceId> = crate::event::Text::copy(trace_id).into();
+    let wanted: WireId<TraceId> = Text::copy(trace_id).into();
     let events = retained_events_of(bus, &wanted);
-    let tree = crate::tree::TraceTree::build(
+    let tree = TraceTree::build(
         &wanted,
         events.iter().map(|e| &**e),
         std::time::SystemTime::now(),
@@ -117,7 +97,7 @@ pub fn trace_json(bus: &crate::Bus, trace_id: &str) -> Result<Vec<u8>, &'static 
 /// "source_closed":…}}}`. `streams.ended` counts the streams that ended, by
 /// reason (see [`limit::EndReason`]); every admitted stream is either live or
 /// counted there once.
-pub fn stats_json(bus: &crate::Bus, streams: &limit::StreamLimiter) -> String {
+pub fn stats_json(bus: &Bus, streams: &limit::StreamLimiter) -> String {
     let c = bus.counters();
     let ended: serde_json::Map<String, serde_json::Value> = limit::EndReason::ALL
         .iter()
@@ -140,10 +120,7 @@ pub fn stats_json(bus: &crate::Bus, streams: &limit::StreamLimiter) -> String {
     .to_string()
 }
 
-fn retained_events_of(
-    bus: &crate::Bus,
-    trace_id: &crate::WireId<crate::TraceId>,
-) -> Vec<crate::Arc<crate::Event>> {
+fn retained_events_of(bus: &Bus, trace_id: &WireId<TraceId>) -> Vec<std::sync::Arc<Event>> {
     let mut sub = bus.subscribe(0);
     let last = bus.last_id();
     let mut out = Vec::new();
@@ -154,7 +131,7 @@ fn retained_events_of(
                     out.push(event);
                 }
             }
-            Err(crate::TryRecvError::Lagged(_)) => continue,
+            Err(TryRecvError::Lagged(_)) => continue,
             Err(_) => break,
         }
     }
@@ -164,15 +141,7 @@ fn retained_events_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Bus, Event};
-
-    #[test]
-    fn nexus_paths() {
-        assert!(is_nexus_path("/__nexus"));
-        assert!(is_nexus_path("/__nexus/events"));
-        assert!(!is_nexus_path("/__nexusx"));
-        assert!(!is_nexus_path("/users"));
-    }
+    use nexus_trace_core::Event;
 
     #[test]
     fn websocket_origins() {

@@ -15,8 +15,8 @@ use std::task::{Context, Poll, Waker};
 use futures_core::Stream;
 use futures_sink::Sink;
 
-use crate::web::session::{Incoming, Outgoing};
-use crate::web::sse;
+use crate::serve::session::{Incoming, Outgoing};
+use crate::serve::sse;
 
 /// The write side: a `Sink` of the session's frames (flushed once the
 /// server has taken the frame).

@@ -1,7 +1,7 @@
 //! What of a request may enter the bus: the path (length-capped), never the
 //! query string unless asked for, and then with sensitive values redacted.
 
-use crate::event::Text;
+use nexus_trace_core::Text;
 
 /// Longest path kept in an event, in bytes.
 pub const MAX_PATH: usize = 2048;

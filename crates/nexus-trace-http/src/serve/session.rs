@@ -15,7 +15,7 @@
 //!   frame is read from the ring only when the transport can take it, so
 //!   what a slow client has not taken stays in the ring (and is reported as
 //!   lag if it is overwritten), never in a queue of its own.
-//! * **Shutdown.** When the surface's [`Shutdown`](crate::web::shutdown::Shutdown)
+//! * **Shutdown.** When the surface's [`Shutdown`](crate::serve::shutdown::Shutdown)
 //!   is triggered, what was handed to the transport goes out, then the
 //!   goodbye: WebSocket Close 1001 (then a bounded wait for the client's
 //!   Close), or the final SSE `shutdown` frame (whose `next` is the first
@@ -40,11 +40,11 @@ use std::time::Duration;
 use futures_core::Stream;
 use futures_sink::Sink;
 
-use crate::web::limit::{EndReason, StreamPermit};
-use crate::web::shutdown::ShutdownListener;
-use crate::web::sse;
-use crate::web::stream::{EventStream, Format, Frame};
-use crate::web::timer::{Deadline, Ticks, Timer};
+use crate::serve::limit::{EndReason, StreamPermit};
+use crate::serve::shutdown::ShutdownListener;
+use crate::serve::sse;
+use crate::serve::stream::{EventStream, Format, Frame};
+use crate::serve::timer::{Deadline, Ticks, Timer};
 
 /// WebSocket close code: normal closure.
 pub const CLOSE_NORMAL: u16 = 1000;
@@ -104,8 +104,8 @@ enum Phase {
 }
 
 /// One client's session: a future that ends with the reason the stream
-/// ended. Made by [`Admitted::into_session`](crate::web::surface::Admitted::into_session)
-/// or [`Admitted::into_sse`](crate::web::surface::Admitted::into_sse).
+/// ended. Made by [`Admitted::into_session`](crate::serve::surface::Admitted::into_session)
+/// or [`Admitted::into_sse`](crate::serve::surface::Admitted::into_sse).
 pub struct StreamSession<Tm: Timer, Tx, Rx> {
     events: EventStream<Ticks<Tm>>,
     format: Format,
@@ -435,9 +435,9 @@ mod tests {
     use futures::task::noop_waker;
 
     use super::*;
-    use crate::web::gate::Access;
-    use crate::web::surface::{EventsRequest, Surface};
-    use crate::{Bus, Event};
+    use crate::serve::gate::Access;
+    use crate::serve::surface::{EventsRequest, NexusEndpoints};
+    use nexus_trace_core::{Bus, Event};
 
     /// A clock the test moves by hand, in milliseconds.
     #[derive(Clone, Default)]
@@ -534,13 +534,17 @@ mod tests {
         }
     }
 
-    fn surface(bus: &Bus) -> Surface {
-        Surface::new(bus.clone(), Access::loopback())
+    fn surface(bus: &Bus) -> NexusEndpoints {
+        NexusEndpoints::new(bus.clone(), Access::loopback())
             .write_timeout(Duration::from_millis(100))
             .keep_alive(Duration::from_secs(60))
     }
 
-    fn websocket(surface: &Surface, clock: &Clock, peer: &Peer) -> StreamSession<Clock, Tx, Rx> {
+    fn websocket(
+        surface: &NexusEndpoints,
+        clock: &Clock,
+        peer: &Peer,
+    ) -> StreamSession<Clock, Tx, Rx> {
         let admitted = surface
             .events(EventsRequest {
                 upgrade: Some(b"websocket"),
@@ -561,7 +565,7 @@ mod tests {
         }
     }
 
-    fn stats(surface: &Surface) -> serde_json::Value {
+    fn stats(surface: &NexusEndpoints) -> serde_json::Value {
         serde_json::from_str(&surface.stats()).unwrap()
     }
 

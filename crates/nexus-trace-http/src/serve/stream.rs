@@ -2,7 +2,7 @@
 //! framework: items from the client's own [`Subscription`] (so per-client
 //! memory is one cursor plus one frame), turned into SSE bytes or WebSocket
 //! text messages, with keep-alive ticks supplied by the adapter's runtime.
-//! The client's [`StreamSession`](crate::web::session::StreamSession) writes
+//! The client's [`StreamSession`](crate::serve::session::StreamSession) writes
 //! them.
 //!
 //! The stream is pulled: it reads the ring only when the server can write to
@@ -14,8 +14,8 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
-use crate::subscription::{RecvError, Subscription};
-use crate::web::sse;
+use crate::serve::sse;
+use nexus_trace_core::{RecvError, Subscription};
 
 /// Wire format of the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +123,7 @@ impl<T: Stream + Unpin> Stream for EventStream<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Bus, Event};
+    use nexus_trace_core::{Bus, Event};
 
     fn frames(s: &mut EventStream<futures::stream::Empty<()>>) -> Vec<Frame> {
         let waker = futures::task::noop_waker();
