@@ -71,22 +71,39 @@ await until('the recorder is connected', () => recorder.evaluate(() => window.re
 const recorded = () => recorder.evaluate(() => window.rec.events);
 
 // What a page showing `events` must show: one row per request span (start
-// and end carry the span id, downstream calls name it as parent, logs carry
-// it), as documented in dashboard.html; an event of no span is a row of its
-// own trace.
+// and end carry the span id); a child span (span.start, then downstream or
+// span.end) and the logs inside it belong to the row of the request its
+// parent chain leads to; a running child span shows nothing yet; an event
+// of no span is a row of its own trace. As documented in dashboard.html.
 function rowsOf(events) {
   const rows = new Map();
+  const owner = new Map();
+  const resolve = (k) => (k && owner.get(k)) || k;
   for (const e of events) {
-    const span = e.kind === 'downstream' ? (e.parentId ?? '') : (e.spanId ?? '');
-    const key = span ? `${e.traceId ?? ''}/${span}` : (e.traceId || `event-${e.id}`);
+    const trace = e.traceId ?? '';
+    const own = e.spanId ? `${trace}/${e.spanId}` : '';
+    const parent = e.parentId ? `${trace}/${e.parentId}` : '';
+    let key;
+    if (e.kind === 'span.start') {
+      key = resolve(parent);
+      if (own && key) owner.set(own, key);
+      continue;
+    } else if (e.kind === 'downstream' || e.kind === 'span.end') {
+      key = (own && owner.get(own)) || resolve(parent);
+    } else if (e.kind === 'request.start' || e.kind === 'request.end') {
+      key = own;
+    } else {
+      key = resolve(own);
+    }
+    key = key || trace || `event-${e.id}`;
     let r = rows.get(key);
     if (!r) {
-      r = { traceId: e.traceId ?? '', start: null, end: null, calls: [], logs: [], first: e };
+      r = { traceId: trace, start: null, end: null, calls: [], logs: [], first: e };
       rows.set(key, r);
     }
     if (e.kind === 'request.start') r.start = e;
     else if (e.kind === 'request.end') r.end = e;
-    else if (e.kind === 'downstream') r.calls.push(e.message ?? '');
+    else if (e.kind === 'downstream' || e.kind === 'span.end') r.calls.push(e.message ?? '');
     else r.logs.push(e.message ?? '');
   }
   return [...rows.values()];
