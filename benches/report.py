@@ -69,7 +69,8 @@ def run():
         return "not from benches/run.sh: every estimate found in the target directory, of unknown runs"
     when = datetime.datetime.fromtimestamp(STARTED, datetime.timezone.utc)
     commit = git("rev-parse", "--short=12", "HEAD") or "unknown commit"
-    if git("status", "--porcelain", "--untracked-files=no"):
+    # The report being written (redirected over RESULTS.md) is no change.
+    if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benches/RESULTS.md"):
         commit += " with uncommitted changes"
     quick = " (QUICK=1: short criterion runs)" if os.environ.get("BENCH_QUICK") == "1" else ""
     return f"{when:%Y-%m-%d %H:%M} UTC, commit {commit}{quick}"
@@ -82,12 +83,25 @@ out.append(f"Run: {run()}.  \nMachine: {machine()}.  \n"
 
 impls = ["nexus", "tokio-broadcast", "go-port", "arc-swap-ring", "floor"]
 out.append("## Publish, with idle subscribers attached (per event)\n")
-out.append("| subscribers | " + " | ".join(impls) + " | nexus / floor |")
-out.append("|---|" + "---|" * (len(impls) + 1))
+out.append("| subscribers | " + " | ".join(impls) + " | nexus / floor | nexus / nexus with 1 |")
+out.append("|---|" + "---|" * (len(impls) + 2))
 floor = mean_ns("publish", "floor", 0)
-for n in [0, 1, 4, 16]:
+one = mean_ns("publish", "nexus", 1)
+for n in [0, 1, 4, 16, 64, 256]:
     row = [fmt(mean_ns("publish", i, n)) for i in impls]
-    out.append(f"| {n} | " + " | ".join(row) + f" | {ratio(mean_ns('publish', 'nexus', n), floor)} |")
+    nexus = mean_ns('publish', 'nexus', n)
+    out.append(f"| {n} | " + " | ".join(row) + f" | {ratio(nexus, floor)} | {ratio(nexus, one)} |")
+
+out.append("\n## Publish while N subscriber threads block and read every event (per event)\n")
+out.append("On 2 vCPUs, N reader threads share two cores with the producer: this mostly measures the "
+           "scheduler, and runs differ by several times. It needs a many-core machine to mean much.\n")
+readers = ["nexus", "tokio-broadcast", "go-port"]
+out.append("| readers | " + " | ".join(readers) + " | tokio / nexus |")
+out.append("|---|" + "---|" * (len(readers) + 1))
+for n in [1, 4, 16, 64]:
+    vals = {i: mean_ns("publish-reading", i, n) for i in readers}
+    out.append(f"| {n} | " + " | ".join(fmt(vals[i]) for i in readers)
+               + f" | {ratio(vals['tokio-broadcast'], vals['nexus'])} |")
 
 out.append("\n## Throughput: producers publishing while 4 subscribers read (per event)\n")
 peers = ["nexus", "tokio-broadcast", "go-port", "arc-swap-ring"]
@@ -104,9 +118,10 @@ out.append("|---|---|---|")
 out.append("| " + " | ".join(fmt(mean_ns("latency-publish-to-receive", i)) for i in ["nexus", "tokio-broadcast", "go-port"]) + " |")
 
 out.append("\n## Subscribe and replay a full backlog (4096 events)\n")
-out.append("| nexus | go-port | arc-swap-ring |")
-out.append("|---|---|---|")
-out.append("| " + " | ".join(fmt(mean_ns("replay-4096", i)) for i in ["nexus", "go-port", "arc-swap-ring"]) + " |")
+out.append("| nexus, `try_recv` per event | nexus, `try_recv_many` | go-port | arc-swap-ring | `try_recv_many` / go-port |")
+out.append("|---|---|---|---|---|")
+out.append("| " + " | ".join(fmt(mean_ns("replay-4096", i)) for i in ["nexus", "nexus-batch", "go-port", "arc-swap-ring"])
+           + f" | {ratio(mean_ns('replay-4096', 'nexus-batch'), mean_ns('replay-4096', 'go-port'))} |")
 
 out.append("\n## Publish after 128 other threads used the structure (the thread-count trap)\n")
 out.append("| impl | 0 threads | 128 threads | 128 / 0 |")
