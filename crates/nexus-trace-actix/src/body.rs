@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::web::Bytes;
-use nexus_trace_http::record::request::RequestTrace;
+use nexus_trace_http::record::request::RequestRecording;
 
 pin_project_lite::pin_project! {
     /// A response body that publishes the request's `request.end` when it
@@ -13,14 +13,14 @@ pin_project_lite::pin_project! {
     pub struct TracedBody<B> {
         #[pin]
         inner: B,
-        trace: Option<RequestTrace>,
+        trace: Option<RequestRecording>,
         // Bytes still to come of a body of known size; `None` otherwise.
         remaining: Option<u64>,
     }
 }
 
 impl<B: MessageBody> TracedBody<B> {
-    pub(crate) fn new(inner: B, trace: Option<RequestTrace>) -> Self {
+    pub(crate) fn new(inner: B, trace: Option<RequestRecording>) -> Self {
         let remaining = match inner.size() {
             BodySize::Sized(n) => Some(n),
             BodySize::None | BodySize::Stream => None,
@@ -32,7 +32,7 @@ impl<B: MessageBody> TracedBody<B> {
         };
         if matches!(body.inner.size(), BodySize::None | BodySize::Sized(0)) {
             // actix-http never polls an empty body: the response is complete.
-            RequestTrace::finish_body(&mut body.trace, None);
+            RequestRecording::finish_body(&mut body.trace, None);
         }
         body
     }
@@ -61,12 +61,12 @@ impl<B: MessageBody> MessageBody for TracedBody<B> {
         let this = self.project();
         match std::task::ready!(this.inner.poll_next(cx)) {
             None => {
-                RequestTrace::finish_body(this.trace, None);
+                RequestRecording::finish_body(this.trace, None);
                 Poll::Ready(None)
             }
             Some(Err(e)) => {
                 let e: Box<dyn StdError> = e.into();
-                RequestTrace::finish_body(this.trace, Some(e.to_string()));
+                RequestRecording::finish_body(this.trace, Some(e.to_string()));
                 Poll::Ready(Some(Err(e)))
             }
             Some(Ok(chunk)) => {
@@ -74,7 +74,7 @@ impl<B: MessageBody> MessageBody for TracedBody<B> {
                     *remaining = remaining.saturating_sub(chunk.len() as u64);
                     if *remaining == 0 {
                         // The last byte of a sized body: actix may not poll again.
-                        RequestTrace::finish_body(this.trace, None);
+                        RequestRecording::finish_body(this.trace, None);
                     }
                 }
                 Poll::Ready(Some(Ok(chunk)))

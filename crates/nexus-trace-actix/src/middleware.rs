@@ -10,7 +10,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::Error;
 use nexus_trace_core::context::Scoped;
 use nexus_trace_core::{Bus, Text};
-use nexus_trace_http::record::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
+use nexus_trace_http::record::request::{Outcome, RequestInfo, RequestRecording, TraceConfig};
 use nexus_trace_http::record::{
     is_nexus_path, TRACEPARENT_HEADER, TRACESTATE_HEADER, TRACE_ID_HEADER,
 };
@@ -119,7 +119,7 @@ where
             return ResponseFuture::untraced(self.service.call(req));
         }
         let route = req.match_pattern();
-        let trace = RequestTrace::start(
+        let trace = RequestRecording::start(
             &self.bus,
             &self.config,
             RequestInfo {
@@ -147,13 +147,13 @@ where
 pin_project_lite::pin_project! {
     /// Response future of [`NexusTraceMiddleware`].
     ///
-    /// Holds the request's [`RequestTrace`]: if this future is dropped before
+    /// Holds the request's [`RequestRecording`]: if this future is dropped before
     /// it completes (client gone) or while unwinding (handler panic), the
     /// trace's drop publishes the single `request.end`.
     pub struct ResponseFuture<F> {
         #[pin]
         inner: Inner<F>,
-        trace: Option<RequestTrace>,
+        trace: Option<RequestRecording>,
     }
 }
 
@@ -166,7 +166,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    fn traced(future: Scoped<F>, trace: RequestTrace) -> Self {
+    fn traced(future: Scoped<F>, trace: RequestRecording) -> Self {
         ResponseFuture {
             inner: Inner::Traced { future },
             trace: Some(trace),
@@ -199,10 +199,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = match this.inner.project() {
-            InnerProj::Traced { future } => std::task::ready!(RequestTrace::poll_recording_panics(
-                this.trace,
-                || future.poll(cx)
-            )),
+            InnerProj::Traced { future } => {
+                std::task::ready!(RequestRecording::poll_recording_panics(this.trace, || {
+                    future.poll(cx)
+                }))
+            }
             InnerProj::Untraced { future } => {
                 return future
                     .poll(cx)

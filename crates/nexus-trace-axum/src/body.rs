@@ -3,7 +3,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http_body::{Body, Frame, SizeHint};
-use nexus_trace_http::record::request::RequestTrace;
+use nexus_trace_http::record::request::RequestRecording;
 
 pin_project_lite::pin_project! {
     /// A response body that publishes the request's `request.end` when it
@@ -11,16 +11,16 @@ pin_project_lite::pin_project! {
     pub struct TracedBody<B> {
         #[pin]
         inner: B,
-        trace: Option<RequestTrace>,
+        trace: Option<RequestRecording>,
     }
 }
 
 impl<B: Body> TracedBody<B> {
-    pub(crate) fn new(inner: B, trace: Option<RequestTrace>) -> Self {
+    pub(crate) fn new(inner: B, trace: Option<RequestRecording>) -> Self {
         let mut body = TracedBody { inner, trace };
         if body.inner.is_end_stream() {
             // An empty body may never be polled: the response is complete.
-            RequestTrace::finish_body(&mut body.trace, None);
+            RequestRecording::finish_body(&mut body.trace, None);
         }
         body
     }
@@ -49,10 +49,10 @@ where
         let mut this = self.project();
         let polled = std::task::ready!(this.inner.as_mut().poll_frame(cx));
         match &polled {
-            None => RequestTrace::finish_body(this.trace, None),
-            Some(Err(e)) => RequestTrace::finish_body(this.trace, Some(e.to_string())),
+            None => RequestRecording::finish_body(this.trace, None),
+            Some(Err(e)) => RequestRecording::finish_body(this.trace, Some(e.to_string())),
             Some(Ok(_)) if this.inner.is_end_stream() => {
-                RequestTrace::finish_body(this.trace, None)
+                RequestRecording::finish_body(this.trace, None)
             }
             Some(Ok(_)) => {}
         }

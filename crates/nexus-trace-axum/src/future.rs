@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use http::{HeaderName, HeaderValue, Response};
 use nexus_trace_core::context::Scoped;
-use nexus_trace_http::record::request::{Outcome, RequestTrace};
+use nexus_trace_http::record::request::{Outcome, RequestRecording};
 use nexus_trace_http::record::TRACE_ID_HEADER;
 
 use crate::body::TracedBody;
@@ -16,13 +16,13 @@ const TRACE_ID: HeaderName = HeaderName::from_static(TRACE_ID_HEADER);
 pin_project_lite::pin_project! {
     /// Response future of [`NexusTraceService`](crate::NexusTraceService).
     ///
-    /// Holds the request's [`RequestTrace`]: if this future is dropped before
+    /// Holds the request's [`RequestRecording`]: if this future is dropped before
     /// it completes (client gone) or unwinds (handler panic), the trace's drop
     /// publishes the single `request.end`.
     pub struct ResponseFuture<F> {
         #[pin]
         inner: Inner<F>,
-        trace: Option<RequestTrace>,
+        trace: Option<RequestRecording>,
     }
 }
 
@@ -35,7 +35,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn traced(future: Scoped<F>, trace: RequestTrace) -> Self {
+    pub(crate) fn traced(future: Scoped<F>, trace: RequestRecording) -> Self {
         ResponseFuture {
             inner: Inner::Traced { future },
             trace: Some(trace),
@@ -70,10 +70,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = match this.inner.project() {
-            InnerProj::Traced { future } => std::task::ready!(RequestTrace::poll_recording_panics(
-                this.trace,
-                || future.poll(cx)
-            )),
+            InnerProj::Traced { future } => {
+                std::task::ready!(RequestRecording::poll_recording_panics(this.trace, || {
+                    future.poll(cx)
+                }))
+            }
             InnerProj::Untraced { future } => {
                 return future
                     .poll(cx)

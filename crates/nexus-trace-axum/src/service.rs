@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use axum::extract::MatchedPath;
 use http::{Request, Response};
 use nexus_trace_core::Bus;
-use nexus_trace_http::record::request::{RequestInfo, RequestTrace, TraceConfig};
+use nexus_trace_http::record::request::{RequestInfo, RequestRecording, TraceConfig};
 use nexus_trace_http::record::{is_nexus_path, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use tower_service::Service;
 
@@ -46,7 +46,7 @@ where
             // The dashboard and its event stream are not traced themselves.
             return ResponseFuture::untraced(self.inner.call(req));
         }
-        let trace = RequestTrace::start(
+        let trace = RequestRecording::start(
             &self.bus,
             &self.config,
             RequestInfo {

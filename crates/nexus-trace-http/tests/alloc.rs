@@ -5,7 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use nexus_trace_core::{Bus, Text};
-use nexus_trace_http::record::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
+use nexus_trace_http::record::request::{Outcome, RequestInfo, RequestRecording, TraceConfig};
 
 struct Counting;
 
@@ -71,13 +71,13 @@ fn a_request_allocates_its_two_events_and_a_long_path() {
         ..TraceConfig::default()
     };
     // The first request of a long route puts its template in the cache.
-    drop(RequestTrace::start(&bus, &config, info("/")));
+    drop(RequestRecording::start(&bus, &config, info("/")));
     for (path, expected) in [
         ("/api/v1/accounts/7/orders/9", 3), // longer than 22 bytes: shared
         ("/orders/9", 2),                   // inline
     ] {
         let (n, _) = allocations(|| {
-            let mut trace = RequestTrace::start(&bus, &config, info(path));
+            let mut trace = RequestRecording::start(&bus, &config, info(path));
             trace.set_status(200);
             trace.finish(Outcome::Completed { status: 200 });
             trace.trace_id_hex()
@@ -86,11 +86,11 @@ fn a_request_allocates_its_two_events_and_a_long_path() {
     }
     // Ends that are not a plain success add no text of their own.
     let (n, _) = allocations(|| {
-        let mut trace = RequestTrace::start(&bus, &config, info("/orders/9"));
+        let mut trace = RequestRecording::start(&bus, &config, info("/orders/9"));
         trace.finish(Outcome::Completed { status: 503 });
     });
     assert_eq!(n, 2, "HTTP 503 is inline");
-    let (n, _) = allocations(|| drop(RequestTrace::start(&bus, &config, info("/orders/9"))));
+    let (n, _) = allocations(|| drop(RequestRecording::start(&bus, &config, info("/orders/9"))));
     assert_eq!(
         n, 3,
         "an aborted end: its events and the `aborted` attribute"

@@ -485,7 +485,7 @@ pub(crate) fn request(items: Vec<Item>) -> ExportTraceServiceRequest {
 mod tests {
     use super::*;
     use nexus_trace_core::Bus;
-    use nexus_trace_http::record::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
+    use nexus_trace_http::record::request::{Outcome, RequestInfo, RequestRecording, TraceConfig};
     use serde_json::json;
 
     fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Any> {
@@ -523,7 +523,7 @@ mod tests {
             ..TraceConfig::default()
         };
         let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let mut t = RequestTrace::start(&bus, &config, request_info(Some(tp)));
+        let mut t = RequestRecording::start(&bus, &config, request_info(Some(tp)));
         let ctx = t.context().clone();
         ctx.log("hello");
         ctx.record("db.users.get", std::time::Instant::now(), Some(&"locked"));
@@ -571,7 +571,7 @@ mod tests {
     #[test]
     fn end_without_start_still_makes_a_span() {
         let bus = Bus::new(64);
-        let mut t = RequestTrace::start(&bus, &TraceConfig::default(), request_info(None));
+        let mut t = RequestRecording::start(&bus, &TraceConfig::default(), request_info(None));
         let since = bus.last_id();
         t.finish(Outcome::Completed { status: 404 });
         let mut asm = Assembler::new(16);
@@ -588,7 +588,7 @@ mod tests {
     fn pending_is_bounded_and_evictions_are_noted() {
         let bus = Bus::new(64);
         let traces: Vec<_> = (0..5)
-            .map(|_| RequestTrace::start(&bus, &TraceConfig::default(), request_info(None)))
+            .map(|_| RequestRecording::start(&bus, &TraceConfig::default(), request_info(None)))
             .collect();
         for t in &traces {
             t.context().log("x");

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use nexus_trace_core::Bus;
-use nexus_trace_http::record::request::{Outcome, RequestInfo, RequestTrace, TraceConfig};
+use nexus_trace_http::record::request::{Outcome, RequestInfo, RequestRecording, TraceConfig};
 use nexus_trace_otlp::proto::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -175,7 +175,7 @@ fn builder(bus: &Bus, addr: SocketAddr) -> OtlpExporterBuilder {
 /// `n` complete requests, each with one downstream call.
 fn publish_requests(bus: &Bus, n: usize) {
     for _ in 0..n {
-        let mut t = RequestTrace::start(bus, &config("load"), info("GET", "/x", "/x", None));
+        let mut t = RequestRecording::start(bus, &config("load"), info("GET", "/x", "/x", None));
         t.context().record("db.x", Instant::now(), None);
         t.finish(Outcome::Completed { status: 200 });
     }
@@ -198,7 +198,7 @@ async fn requests_become_server_spans_with_children() {
 
     // A request continuing a caller's trace, with a failing DB call and a log.
     let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let mut users = RequestTrace::start(
+    let mut users = RequestRecording::start(
         &bus,
         &config("shop"),
         info("GET", "/users/42", "/users/{id}", Some(tp)),
@@ -212,7 +212,7 @@ async fn requests_become_server_spans_with_children() {
     users.finish(Outcome::Completed { status: 200 });
 
     // A failing request of another service, no incoming traceparent.
-    let mut charge = RequestTrace::start(
+    let mut charge = RequestRecording::start(
         &bus,
         &config("payments"),
         info("POST", "/charge", "/charge", None),
@@ -329,7 +329,7 @@ async fn headers_and_resources_arrive() {
         .spawn()
         .unwrap();
     for service in ["a", "b", "a"] {
-        let mut t = RequestTrace::start(&bus, &config(service), info("GET", "/", "/", None));
+        let mut t = RequestRecording::start(&bus, &config(service), info("GET", "/", "/", None));
         t.finish(Outcome::Completed { status: 204 });
     }
     // Shutdown flushes the partial batch.
@@ -373,7 +373,7 @@ async fn shutdown_flushes_everything_complete() {
         .unwrap();
     publish_requests(&bus, 100);
     // One request still open at shutdown: counted, not exported.
-    let open = RequestTrace::start(&bus, &config("load"), info("GET", "/x", "/x", None));
+    let open = RequestRecording::start(&bus, &config("load"), info("GET", "/x", "/x", None));
     let stats = exporter.shutdown(Duration::from_secs(5)).await;
     assert_eq!(stats.spans_exported, 200, "{stats:?}");
     assert_eq!(stats.dropped.shutdown, 1, "{stats:?}");
@@ -534,7 +534,7 @@ async fn eviction_keeps_pending_bounded() {
         .spawn()
         .unwrap();
     let mut open: Vec<_> = (0..5)
-        .map(|_| RequestTrace::start(&bus, &config("x"), info("GET", "/", "/", None)))
+        .map(|_| RequestRecording::start(&bus, &config("x"), info("GET", "/", "/", None)))
         .collect();
     for t in &mut open {
         t.finish(Outcome::Completed { status: 200 });
@@ -569,7 +569,7 @@ async fn exported_parents_form_the_trace_tree() {
     let mut copy = bus.subscribe(0);
     let exporter = builder(&bus, rx.addr).build().unwrap().spawn().unwrap();
 
-    let mut orders = RequestTrace::start(
+    let mut orders = RequestRecording::start(
         &bus,
         &config("shop"),
         info("POST", "/orders", "/orders", None),
@@ -580,7 +580,7 @@ async fn exported_parents_form_the_trace_tree() {
         .client()
         .start();
     let header = call.traceparent().unwrap().to_string();
-    let mut charge = RequestTrace::start(
+    let mut charge = RequestRecording::start(
         &bus,
         &config("payments"),
         info("POST", "/charge", "/charge", Some(header.as_bytes())),

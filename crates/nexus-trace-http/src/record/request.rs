@@ -103,11 +103,11 @@ pub enum Outcome {
 }
 
 /// The in-flight record of one request. Publishes `request.start` when made
-/// and exactly one `request.end`: through [`finish`](RequestTrace::finish),
+/// and exactly one `request.end`: through [`finish`](RequestRecording::finish),
 /// or from `Drop` when the request future or response body is dropped early
 /// (client disconnect, marked `aborted`) or unwinds (handler panic).
 #[derive(Debug)]
-pub struct RequestTrace {
+pub struct RequestRecording {
     ctx: TraceContext,
     /// The fields `request.start` and `request.end` share besides the
     /// span's: cheap clones (the path's heap text, if any, is shared).
@@ -121,7 +121,7 @@ pub struct RequestTrace {
     ended: bool,
 }
 
-impl RequestTrace {
+impl RequestRecording {
     /// Starts tracing a request: builds its span (continuing a valid incoming
     /// `traceparent`, else a fresh W3C trace id) and publishes `request.start`.
     ///
@@ -129,7 +129,7 @@ impl RequestTrace {
     /// [`INLINE_CAPACITY`](nexus_trace_core::INLINE_CAPACITY) bytes, the path
     /// text that both events share; names come from `config` and its route
     /// cache, ids are binary.
-    pub fn start(bus: &Bus, config: &TraceConfig, req: RequestInfo<'_>) -> RequestTrace {
+    pub fn start(bus: &Bus, config: &TraceConfig, req: RequestInfo<'_>) -> RequestRecording {
         let path = redact::capture_path(req.path);
         let endpoint = match (&config.endpoint, req.route) {
             (Some(fixed), _) => fixed.clone(),
@@ -160,7 +160,7 @@ impl RequestTrace {
                 attrs.insert("query", redact::redact_query(q));
             }
         }
-        let trace = RequestTrace {
+        let trace = RequestRecording {
             ctx: TraceContext::new(bus.clone(), span),
             transport: config.transport.clone(),
             method: Some(match req.method {
@@ -251,7 +251,7 @@ impl RequestTrace {
     /// Ends the request when its response body is done: `error` is `None`
     /// when the body was sent completely. Used by the adapters' body
     /// wrappers, which hold the trace in an `Option` and give it up here.
-    pub fn finish_body(trace: &mut Option<RequestTrace>, error: Option<String>) {
+    pub fn finish_body(trace: &mut Option<RequestRecording>, error: Option<String>) {
         if let Some(mut trace) = trace.take() {
             let status = trace.status;
             trace.finish(match error {
@@ -275,7 +275,7 @@ impl RequestTrace {
     /// they drop the future (tower-http's `CatchPanic` drops it after the
     /// unwinding is over, when a drop guard can no longer tell).
     pub fn poll_recording_panics<T>(
-        trace: &mut Option<RequestTrace>,
+        trace: &mut Option<RequestRecording>,
         poll: impl FnOnce() -> T,
     ) -> T {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(poll)) {
@@ -295,7 +295,7 @@ impl RequestTrace {
     }
 }
 
-impl Drop for RequestTrace {
+impl Drop for RequestRecording {
     fn drop(&mut self) {
         if self.ended {
             return;
@@ -343,7 +343,7 @@ mod tests {
             service: "users".into(),
             ..TraceConfig::default()
         };
-        let mut t = RequestTrace::start(&bus, &config, info(None));
+        let mut t = RequestRecording::start(&bus, &config, info(None));
         t.set_status(200);
         t.finish(Outcome::Completed { status: 200 });
         t.finish(Outcome::Completed { status: 500 });
@@ -366,7 +366,7 @@ mod tests {
     fn drop_without_finish_is_an_aborted_end() {
         let bus = Bus::new(16);
         let mut sub = bus.subscribe(0);
-        drop(RequestTrace::start(
+        drop(RequestRecording::start(
             &bus,
             &TraceConfig::default(),
             info(None),
@@ -383,7 +383,7 @@ mod tests {
         let mut sub = bus.subscribe(0);
         let b = bus.clone();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            let _t = RequestTrace::start(&b, &TraceConfig::default(), info(None));
+            let _t = RequestRecording::start(&b, &TraceConfig::default(), info(None));
             panic!("boom");
         }));
         assert!(r.is_err());
@@ -399,13 +399,13 @@ mod tests {
         let bus = Bus::new(16);
         let mut sub = bus.subscribe(0);
         let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let mut t = RequestTrace::start(&bus, &TraceConfig::default(), info(Some(tp)));
+        let mut t = RequestRecording::start(&bus, &TraceConfig::default(), info(Some(tp)));
         assert_eq!(&t.trace_id_hex(), b"4bf92f3577b34da6a3ce929d0e0e4736");
         t.finish(Outcome::Completed { status: 200 });
         let ev = all(&mut sub);
         assert_eq!(ev[0].parent_id, "00f067aa0ba902b7");
         for bad in [&b"garbage"[..], b"\xff\xfe", &[b'0'; 70000][..]] {
-            let t = RequestTrace::start(&bus, &TraceConfig::default(), info(Some(bad)));
+            let t = RequestRecording::start(&bus, &TraceConfig::default(), info(Some(bad)));
             assert_ne!(&t.trace_id_hex(), b"4bf92f3577b34da6a3ce929d0e0e4736");
         }
     }
@@ -418,7 +418,7 @@ mod tests {
             capture_query: true,
             ..TraceConfig::default()
         };
-        drop(RequestTrace::start(&bus, &config, info(None)));
+        drop(RequestRecording::start(&bus, &config, info(None)));
         let ev = all(&mut sub);
         let q = ev[0].attrs["query"].as_str().unwrap();
         assert!(q.contains("page=2") && !q.contains("abc"), "{q}");
