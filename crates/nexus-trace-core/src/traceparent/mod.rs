@@ -10,8 +10,19 @@
 //! All hex is lowercase; uppercase is rejected, as are all-zero ids and the
 //! version `ff`. Parsing works on bytes and never panics.
 
+//!
+//! The ids are in [`id`], the `tracestate` check in [`tracestate`].
+
+mod id;
+mod tracestate;
+
 use std::fmt;
 use std::str::FromStr;
+
+pub(crate) use id::decode_hex;
+use id::{parse_span_id, parse_trace_id};
+pub use id::{SpanId, TraceId};
+pub use tracestate::{tracestate_is_valid, MAX_TRACESTATE_LEN};
 
 /// Maximum accepted `traceparent` input length in bytes (before trimming).
 /// Anything longer is rejected early with [`TraceParentError::TooLong`].
@@ -19,192 +30,6 @@ pub const MAX_TRACEPARENT_LEN: usize = 512;
 
 /// Length of a version-00 `traceparent` value.
 const V00_LEN: usize = 55;
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Value of a lowercase hex digit; uppercase and anything else is `None`.
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
-}
-
-/// Decodes exactly `2 * N` lowercase hex bytes.
-fn decode_hex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
-    if s.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
-        if let [hi, lo] = pair {
-            *o = (hex_val(*hi)? << 4) | hex_val(*lo)?;
-        }
-    }
-    Some(out)
-}
-
-/// Writes `bytes` as lowercase hex.
-fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    // Large enough for a trace id; chunked so it never indexes out of range.
-    let mut buf = [0u8; 32];
-    for chunk in bytes.chunks(16) {
-        let mut len = 0;
-        for (b, dst) in chunk.iter().zip(buf.chunks_exact_mut(2)) {
-            if let [hi, lo] = dst {
-                *hi = HEX[usize::from(b >> 4)];
-                *lo = HEX[usize::from(b & 0xf)];
-            }
-            len += 2;
-        }
-        let s = buf
-            .get(..len)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .ok_or(fmt::Error)?;
-        f.write_str(s)?;
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// TraceId
-// ---------------------------------------------------------------------------
-
-/// A 16-byte W3C trace id. Displays as 32 lowercase hex characters.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TraceId([u8; 16]);
-
-impl TraceId {
-    /// The all-zero (invalid) trace id.
-    pub const INVALID: TraceId = TraceId([0; 16]);
-
-    /// A new random trace id laid out as a UUID v7 (RFC 9562): a 48-bit
-    /// millisecond timestamp, the version and variant bits, and 74 random
-    /// bits from a thread-local generator. Time-ordered and never all zero
-    /// (the version bits alone make it non-zero). The randomness is for
-    /// uniqueness, not secrecy, as W3C Trace Context asks.
-    #[must_use]
-    pub fn random() -> TraceId {
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let mut b = fastrand::u128(..).to_be_bytes();
-        b[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
-        b[6] = 0x70 | (b[6] & 0x0f); // version 7
-        b[8] = 0x80 | (b[8] & 0x3f); // RFC 9562 variant
-        TraceId(b)
-    }
-
-    /// Builds a trace id from raw bytes; `None` if they are all zero.
-    pub fn from_bytes(bytes: [u8; 16]) -> Option<TraceId> {
-        let id = TraceId(bytes);
-        id.is_valid().then_some(id)
-    }
-
-    /// The raw bytes.
-    pub fn to_bytes(self) -> [u8; 16] {
-        self.0
-    }
-
-    /// Whether the id is valid (not all zero).
-    pub fn is_valid(&self) -> bool {
-        self.0 != [0; 16]
-    }
-}
-
-impl fmt::Display for TraceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_hex(f, &self.0)
-    }
-}
-
-impl fmt::Debug for TraceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TraceId({self})")
-    }
-}
-
-impl FromStr for TraceId {
-    type Err = TraceParentError;
-
-    /// Parses exactly 32 lowercase hex characters, not all zero.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_trace_id(s.as_bytes())
-    }
-}
-
-fn parse_trace_id(s: &[u8]) -> Result<TraceId, TraceParentError> {
-    let bytes = decode_hex::<16>(s).ok_or(TraceParentError::InvalidTraceId)?;
-    TraceId::from_bytes(bytes).ok_or(TraceParentError::ZeroTraceId)
-}
-
-// ---------------------------------------------------------------------------
-// SpanId
-// ---------------------------------------------------------------------------
-
-/// An 8-byte W3C span (parent) id. Displays as 16 lowercase hex characters.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SpanId([u8; 8]);
-
-impl SpanId {
-    /// The all-zero (invalid) span id.
-    pub const INVALID: SpanId = SpanId([0; 8]);
-
-    /// A new random span id: 64 bits from a thread-local generator.
-    /// Never all zero.
-    #[must_use]
-    pub fn random() -> SpanId {
-        loop {
-            let folded = fastrand::u64(..).to_be_bytes();
-            if let Some(id) = SpanId::from_bytes(folded) {
-                return id;
-            }
-        }
-    }
-
-    /// Builds a span id from raw bytes; `None` if they are all zero.
-    pub fn from_bytes(bytes: [u8; 8]) -> Option<SpanId> {
-        let id = SpanId(bytes);
-        id.is_valid().then_some(id)
-    }
-
-    /// The raw bytes.
-    pub fn to_bytes(self) -> [u8; 8] {
-        self.0
-    }
-
-    /// Whether the id is valid (not all zero).
-    pub fn is_valid(&self) -> bool {
-        self.0 != [0; 8]
-    }
-}
-
-impl fmt::Display for SpanId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_hex(f, &self.0)
-    }
-}
-
-impl fmt::Debug for SpanId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SpanId({self})")
-    }
-}
-
-impl FromStr for SpanId {
-    type Err = TraceParentError;
-
-    /// Parses exactly 16 lowercase hex characters, not all zero.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_span_id(s.as_bytes())
-    }
-}
-
-fn parse_span_id(s: &[u8]) -> Result<SpanId, TraceParentError> {
-    let bytes = decode_hex::<8>(s).ok_or(TraceParentError::InvalidParentId)?;
-    SpanId::from_bytes(bytes).ok_or(TraceParentError::ZeroParentId)
-}
 
 // ---------------------------------------------------------------------------
 // TraceParent
@@ -389,70 +214,6 @@ impl fmt::Display for TraceParentError {
 }
 
 impl std::error::Error for TraceParentError {}
-
-// ---------------------------------------------------------------------------
-// Tests
-// ---------------------------------------------------------------------------
-
-// ---------------------------------------------------------------------------
-// tracestate
-// ---------------------------------------------------------------------------
-
-/// The longest `tracestate` value kept: the W3C recommendation (512
-/// characters, 32 list members) that propagators must at least support.
-pub const MAX_TRACESTATE_LEN: usize = 512;
-
-/// Is `value` a `tracestate` header worth passing on (W3C trace-context
-/// level 1, §3.3)? At most [`MAX_TRACESTATE_LEN`] bytes and 32 list members;
-/// each member is `key=value`, the key lowercase `[a-z0-9_\-*/]` (optionally
-/// `tenant@system`), the value 1 to 256 printable ASCII characters other
-/// than `,` and `=`, not ending in a space. Empty members (`a=1,,b=2`) are
-/// allowed, as the spec says. A value that fails is dropped whole, never
-/// repaired, as the spec asks of a receiver.
-pub fn tracestate_is_valid(value: &str) -> bool {
-    if value.len() > MAX_TRACESTATE_LEN {
-        return false;
-    }
-    let mut members = 0;
-    for member in value.split(',') {
-        let member = member.trim_matches([' ', '\t']);
-        if member.is_empty() {
-            continue;
-        }
-        members += 1;
-        let Some((key, val)) = member.split_once('=') else {
-            return false;
-        };
-        if members > 32 || !tracestate_key_is_valid(key) || !tracestate_value_is_valid(val) {
-            return false;
-        }
-    }
-    members > 0
-}
-
-fn tracestate_key_is_valid(key: &str) -> bool {
-    let part = |p: &str, max: usize| {
-        let b = p.as_bytes();
-        !b.is_empty()
-            && b.len() <= max
-            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-            && b.iter()
-                .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-*/".contains(&c))
-    };
-    match key.split_once('@') {
-        Some((tenant, system)) => part(tenant, 241) && part(system, 14),
-        None => part(key, 256),
-    }
-}
-
-fn tracestate_value_is_valid(value: &str) -> bool {
-    let b = value.as_bytes();
-    !b.is_empty()
-        && b.len() <= 256
-        && b.last() != Some(&b' ')
-        && b.iter()
-            .all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
-}
 
 #[cfg(test)]
 mod tests {
@@ -755,31 +516,5 @@ mod tests {
         assert!(TraceParentError::TooLong { len: 600 }
             .to_string()
             .contains("600"));
-    }
-
-    #[test]
-    fn tracestate_validation_follows_the_w3c_grammar() {
-        for ok in [
-            "rojo=00f067aa0ba902b7",
-            "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7",
-            "a=1,,b=2",
-            "tenant@vendor=x y",
-            "k*/_-=v",
-            "a=trailing ows ",
-        ] {
-            assert!(tracestate_is_valid(ok), "{ok:?} should be kept");
-        }
-        let long_ok = format!("a={}", "x".repeat(256));
-        assert!(tracestate_is_valid(&long_ok));
-        for bad in [
-            "", " , ", "noequals", "Upper=1", "a=", "a=b=c", "a=\u{e9}", "@v=1", "t@=1", "a=\x01",
-        ] {
-            assert!(!tracestate_is_valid(bad), "{bad:?} should be dropped");
-        }
-        let too_many: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
-        assert!(!tracestate_is_valid(&too_many.join(",")));
-        assert!(tracestate_is_valid(&too_many[..32].join(",")));
-        assert!(!tracestate_is_valid(&format!("a={}", "x".repeat(257))));
-        assert!(!tracestate_is_valid(&"a=1,".repeat(200)));
     }
 }
