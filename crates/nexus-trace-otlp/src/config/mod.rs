@@ -1,11 +1,17 @@
-//! Exporter configuration: the builder, the standard `OTEL_EXPORTER_OTLP_*`
-//! environment variables, and configuration errors.
+//! Exporter configuration: the builder and how it reads the standard
+//! `OTEL_EXPORTER_OTLP_*` environment variables; the errors are in
+//! [`error`], the parsing of variable values in [`env`].
 
-use std::fmt;
+mod env;
+mod error;
+
 use std::time::Duration;
 
 use nexus_trace_core::{Bus, Subscription};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+
+pub use env::parse_headers;
+pub use error::ConfigError;
 
 use crate::exporter::OtlpExporter;
 
@@ -17,98 +23,6 @@ pub const TRACES_PATH: &str = "/v1/traces";
 
 /// Longer waits are cut to this (a day), so that no deadline can overflow.
 const MAX_WAIT: Duration = Duration::from_secs(86_400);
-
-/// Why a configuration was rejected.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The endpoint is not an absolute `http://` or `https://` URL.
-    InvalidEndpoint {
-        /// The endpoint as given.
-        endpoint: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// An `https://` endpoint, but the crate was built without the
-    /// `rustls-tls` feature.
-    TlsUnavailable {
-        /// The endpoint as given.
-        endpoint: String,
-    },
-    /// A header name or value is not valid in HTTP.
-    InvalidHeader {
-        /// The header name as given.
-        name: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// An `OTEL_EXPORTER_OTLP_*HEADERS` entry is not `key=value` (with a
-    /// percent-encoded value).
-    MalformedHeaders {
-        /// The environment variable.
-        var: &'static str,
-        /// The offending entry.
-        entry: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// An `OTEL_EXPORTER_OTLP_*TIMEOUT` value is not a number of milliseconds.
-    InvalidTimeout {
-        /// The environment variable.
-        var: &'static str,
-        /// The value as given.
-        value: String,
-    },
-    /// A setting is out of range (e.g. a batch size of 0).
-    InvalidSetting {
-        /// The setting.
-        name: &'static str,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// The HTTP client could not be created.
-    Client(reqwest::Error),
-    /// [`OtlpExporter::spawn`] was called outside a tokio runtime.
-    NoRuntime,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::InvalidEndpoint { endpoint, reason } => {
-                write!(f, "invalid OTLP endpoint {endpoint:?}: {reason}")
-            }
-            ConfigError::TlsUnavailable { endpoint } => write!(
-                f,
-                "OTLP endpoint {endpoint:?} is https, but nexus-trace-otlp was built \
-                 without the `rustls-tls` feature"
-            ),
-            ConfigError::InvalidHeader { name, reason } => {
-                write!(f, "invalid OTLP header {name:?}: {reason}")
-            }
-            ConfigError::MalformedHeaders { var, entry, reason } => {
-                write!(f, "{var}: malformed entry {entry:?}: {reason}")
-            }
-            ConfigError::InvalidTimeout { var, value } => {
-                write!(f, "{var}: {value:?} is not a whole number of milliseconds")
-            }
-            ConfigError::InvalidSetting { name, reason } => write!(f, "{name}: {reason}"),
-            ConfigError::Client(e) => write!(f, "cannot create the OTLP HTTP client: {e}"),
-            ConfigError::NoRuntime => {
-                f.write_str("the OTLP exporter must be spawned inside a tokio runtime")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ConfigError::Client(e) => Some(e),
-            _ => None,
-        }
-    }
-}
 
 /// Builds an [`OtlpExporter`]; see [`OtlpExporter::builder`].
 ///
@@ -434,38 +348,6 @@ impl OtlpExporterBuilder {
             max_backoff: self.max_backoff.min(MAX_WAIT),
         })
     }
-}
-
-/// Parses an `OTEL_EXPORTER_OTLP_HEADERS` value: comma-separated
-/// `key=value` entries, whitespace around keys and values ignored, values
-/// percent-decoded. Empty entries (a trailing comma) are skipped.
-///
-/// # Errors
-/// [`ConfigError::MalformedHeaders`] naming `var` and the offending entry.
-pub fn parse_headers(var: &'static str, value: &str) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut out = Vec::new();
-    for entry in value.split(',') {
-        if entry.trim().is_empty() {
-            continue;
-        }
-        let malformed = |reason| ConfigError::MalformedHeaders {
-            var,
-            entry: entry.trim().to_owned(),
-            reason,
-        };
-        let (k, v) = entry
-            .split_once('=')
-            .ok_or_else(|| malformed("expected key=value"))?;
-        let k = k.trim();
-        if k.is_empty() {
-            return Err(malformed("empty key"));
-        }
-        let v = percent_encoding::percent_decode_str(v.trim())
-            .decode_utf8()
-            .map_err(|_| malformed("value is not UTF-8 after percent-decoding"))?;
-        out.push((k.to_owned(), v.into_owned()));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
