@@ -52,7 +52,7 @@ pub enum ConfigError {
     },
     /// The HTTP client could not be created.
     Client(reqwest::Error),
-    /// [`OtlpExporter::spawn`] was called outside a tokio runtime.
+    /// [`OtlpExporter::spawn`](crate::OtlpExporter::spawn) was called outside a tokio runtime.
     NoRuntime,
 }
 
