@@ -12,7 +12,7 @@ use nexus_trace_core::context::Scoped;
 use nexus_trace_core::{Bus, Text};
 use nexus_trace_http::record::request::{Outcome, RequestInfo, RequestRecording, TraceConfig};
 use nexus_trace_http::record::{
-    is_nexus_path, TRACEPARENT_HEADER, TRACESTATE_HEADER, TRACE_ID_HEADER,
+    combined_tracestate, is_nexus_path, TRACEPARENT_HEADER, TRACESTATE_HEADER, TRACE_ID_HEADER,
 };
 
 use crate::body::TracedBody;
@@ -119,6 +119,11 @@ where
             return ResponseFuture::untraced(self.service.call(req));
         }
         let route = req.match_pattern();
+        let tracestate = combined_tracestate(
+            req.headers()
+                .get_all(&TRACESTATE)
+                .map(HeaderValue::as_bytes),
+        );
         let trace = RequestRecording::start(
             &self.bus,
             &self.config,
@@ -128,7 +133,7 @@ where
                 query: Some(req.query_string()).filter(|q| !q.is_empty()),
                 route: route.as_deref(),
                 traceparent: req.headers().get(&TRACEPARENT).map(HeaderValue::as_bytes),
-                tracestate: req.headers().get(&TRACESTATE).map(HeaderValue::as_bytes),
+                tracestate: tracestate.as_deref(),
             },
         );
         // The handler reaches the context through `current()` (the `RequestTrace`

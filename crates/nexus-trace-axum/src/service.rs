@@ -6,7 +6,9 @@ use axum::extract::MatchedPath;
 use http::{Request, Response};
 use nexus_trace_core::Bus;
 use nexus_trace_http::record::request::{RequestInfo, RequestRecording, TraceConfig};
-use nexus_trace_http::record::{is_nexus_path, TRACEPARENT_HEADER, TRACESTATE_HEADER};
+use nexus_trace_http::record::{
+    combined_tracestate, is_nexus_path, TRACEPARENT_HEADER, TRACESTATE_HEADER,
+};
 use tower_service::Service;
 
 use crate::body::TracedBody;
@@ -46,6 +48,12 @@ where
             // The dashboard and its event stream are not traced themselves.
             return ResponseFuture::untraced(self.inner.call(req));
         }
+        let tracestate = combined_tracestate(
+            req.headers()
+                .get_all(TRACESTATE_HEADER)
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
         let trace = RequestRecording::start(
             &self.bus,
             &self.config,
@@ -58,7 +66,7 @@ where
                     .get::<MatchedPath>()
                     .map(MatchedPath::as_str),
                 traceparent: req.headers().get(TRACEPARENT_HEADER).map(|v| v.as_bytes()),
-                tracestate: req.headers().get(TRACESTATE_HEADER).map(|v| v.as_bytes()),
+                tracestate: tracestate.as_deref(),
             },
         );
         // The handler reaches the context through `current()` (the `RequestTrace`

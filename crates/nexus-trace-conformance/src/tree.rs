@@ -147,7 +147,8 @@ pub async fn trace_tree_spans_two_services(h: &impl Harness) {
 }
 
 /// The incoming sampled flag and `tracestate` are kept and sent on by an
-/// outbound call; an invalid `tracestate` is dropped, not repaired.
+/// outbound call; several `tracestate` lines are one list; an invalid
+/// `tracestate` is dropped, not repaired.
 pub async fn trace_flags_and_tracestate_are_propagated(h: &impl Harness) {
     let server = h.spawn(Opts::default()).await;
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
@@ -178,6 +179,23 @@ pub async fn trace_flags_and_tracestate_are_propagated(h: &impl Harness) {
         "the parent is our span"
     );
     assert_eq!(tracestate, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+
+    // Several tracestate lines are one list (W3C: combined with commas).
+    let body = client()
+        .get(server.url("/orders"))
+        .header("traceparent", incoming)
+        .header("tracestate", "rojo=00f067aa0ba902b7")
+        .header("tracestate", "congo=t61rcWkgMzE")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        body.ends_with(";tracestate=rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
+        "two lines combined: {body}"
+    );
 
     let body = client()
         .get(server.url("/orders"))

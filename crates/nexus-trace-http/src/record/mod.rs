@@ -17,6 +17,24 @@ pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// `traceparent`.
 pub const TRACESTATE_HEADER: &str = "tracestate";
 
+/// The `tracestate` of a request from all its `tracestate` header lines:
+/// W3C trace context says several lines are one list, combined with commas.
+/// One line is borrowed as it is; only several allocate.
+pub fn combined_tracestate<'a>(
+    mut lines: impl Iterator<Item = &'a [u8]>,
+) -> Option<std::borrow::Cow<'a, [u8]>> {
+    let first = lines.next()?;
+    let Some(second) = lines.next() else {
+        return Some(std::borrow::Cow::Borrowed(first));
+    };
+    let mut all = first.to_vec();
+    for line in std::iter::once(second).chain(lines) {
+        all.push(b',');
+        all.extend_from_slice(line);
+    }
+    Some(std::borrow::Cow::Owned(all))
+}
+
 /// Is `path` one of the nexus routes (which are never recorded themselves)?
 pub fn is_nexus_path(path: &str) -> bool {
     path == PREFIX
@@ -28,6 +46,16 @@ pub fn is_nexus_path(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracestate_lines_are_one_list() {
+        let none: [&[u8]; 0] = [];
+        assert!(combined_tracestate(none.into_iter()).is_none());
+        let one = combined_tracestate([&b"a=1"[..]].into_iter()).unwrap();
+        assert!(matches!(one, std::borrow::Cow::Borrowed(b"a=1")));
+        let two = combined_tracestate([&b"a=1"[..], b"b=2,c=3"].into_iter()).unwrap();
+        assert_eq!(&*two, b"a=1,b=2,c=3");
+    }
 
     #[test]
     fn nexus_paths() {

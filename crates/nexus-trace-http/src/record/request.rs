@@ -60,9 +60,10 @@ pub struct RequestInfo<'a> {
     pub route: Option<&'a str>,
     /// The raw `traceparent` header, if any.
     pub traceparent: Option<&'a [u8]>,
-    /// The raw `tracestate` header, if any (the first one, when a request
-    /// has several). Kept only with a valid `traceparent`, and only when it
-    /// is valid itself, as W3C trace context asks.
+    /// The raw `tracestate`, if any: all of the request's `tracestate`
+    /// lines as one list ([`combined_tracestate`](super::combined_tracestate)).
+    /// Kept only with a valid `traceparent`, and only when it is valid
+    /// itself, as W3C trace context asks.
     pub tracestate: Option<&'a [u8]>,
 }
 
