@@ -495,6 +495,14 @@ impl SpanGuard {
         self
     }
 
+    /// Takes back an error set with [`set_error`](SpanGuard::set_error).
+    pub fn clear_error(&mut self) -> &mut SpanGuard {
+        if let Some(open) = &mut self.open {
+            open.error = None;
+        }
+        self
+    }
+
     /// Opens a child span of this one (INTERNAL).
     pub fn start_span(&self, name: impl Into<Text>) -> SpanGuard {
         self.span_builder(name).start()
@@ -526,7 +534,9 @@ impl SpanGuard {
     pub fn run<F: Future>(self, future: F) -> InSpan<F> {
         InSpan {
             scoped: Scoped {
-                ctx: self.context().cloned(),
+                // An inert guard leaves the future with the context current
+                // now, rather than with none.
+                ctx: self.context().cloned().or_else(current),
                 future,
             },
             span: self,
@@ -543,7 +553,7 @@ impl SpanGuard {
     {
         InSpan {
             scoped: Scoped {
-                ctx: self.context().cloned(),
+                ctx: self.context().cloned().or_else(current),
                 future,
             },
             span: self,
@@ -653,6 +663,15 @@ thread_local! {
 /// The context of the request whose future is running on this thread, if any.
 pub fn current() -> Option<TraceContext> {
     CURRENT.with(|c| c.borrow().clone())
+}
+
+/// Makes `ctx` the current context on this thread and returns the one it
+/// replaces. For integrations that track their own enter/exit pairs (the
+/// `tracing` bridge); code that can scope a guard uses
+/// [`TraceContext::enter`] or [`scope`], which restore the previous context
+/// themselves.
+pub fn replace_current(ctx: Option<TraceContext>) -> Option<TraceContext> {
+    CURRENT.with(|c| c.replace(ctx))
 }
 
 /// Runs `f` with the current context, without cloning it.
@@ -1027,5 +1046,20 @@ mod tests {
             .map(|e| (e.message.as_str(), e.error.as_str()))
             .collect();
         assert_eq!(ends, [("fails", "refused"), ("never", "cancelled")]);
+    }
+
+    #[test]
+    fn an_inert_guard_running_a_future_keeps_the_current_context() {
+        let bus = Bus::new(16);
+        let mut sub = bus.subscribe(0);
+        let c = ctx(&bus);
+        let trace = c.trace_id();
+        futures::executor::block_on(scope(c, async {
+            SpanGuard::inert()
+                .run(async { log("still in the request") })
+                .await
+                .expect("the request's context");
+        }));
+        assert_eq!(sub.try_recv().unwrap().trace_id, trace);
     }
 }

@@ -323,7 +323,8 @@ impl TraceTree {
     ///   "durationMs": 12.5,              from the origin to the last span's end
     ///   "spans": [                       depth first, children by start
     ///     {
-    ///       "spanId": "00f0…", "parentId": "a3ce…" (omitted for a root),
+    ///       "spanId": "00f0…", "parentId": "a3ce…" (omitted when the span has no
+    ///         parent id; an orphan keeps the id of its missing parent),
     ///       "name": "POST /orders", "kind": "server" | "client" | "internal",
     ///       "service": "shop", "method": "POST", "path": "/orders" (server spans),
     ///       "startMs": 0.0, "durationMs": 12.5,   milliseconds, µs precision
@@ -763,5 +764,10 @@ mod tests {
         assert_eq!(spans[0]["logs"][0]["atMs"], 12.0);
         assert_eq!(spans[3]["depth"], 3);
         assert_eq!(spans[1]["attrs"]["http.status"], 200);
+        assert_eq!(spans[0]["running"], false);
+        assert_eq!(spans[0]["orphan"], false);
+        assert_eq!(spans[0]["eventIds"], serde_json::json!([1, 8]));
+        assert_eq!(j["looseEventIds"], serde_json::json!([]));
+        assert!(j["startedAt"].as_str().unwrap().ends_with('Z'));
     }
 }

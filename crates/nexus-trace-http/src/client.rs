@@ -76,7 +76,11 @@ impl TracedRequest for RequestBuilder {
                     .headers_mut()
                     .insert(HeaderName::from_static(TRACESTATE_HEADER), state);
             }
+            // Dropped before the answer (a timeout, a lost `select!`): the
+            // guard ends the span with this error.
+            span.set_error("cancelled");
             let result = client.execute(request).await;
+            span.clear_error();
             match &result {
                 Ok(res) => {
                     let status = res.status().as_u16();
@@ -86,11 +90,96 @@ impl TracedRequest for RequestBuilder {
                     }
                 }
                 Err(e) => {
-                    span.set_error(e);
+                    span.set_error(error_text(e));
                 }
             }
             span.end();
             result
         }
+    }
+}
+
+/// What went wrong, without the URL: reqwest's own text ends with the full
+/// URL, query string and credentials included, which must not reach the bus.
+fn error_text(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_redirect() {
+        "too many redirects"
+    } else if e.is_body() || e.is_decode() {
+        "bad response body"
+    } else {
+        "request failed"
+    };
+    let mut text = what.to_owned();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_call_is_recorded_without_its_url() {
+        use nexus_trace_core::{Bus, EventKind, SpanContext, TraceContext};
+        let bus = Bus::new(16);
+        let mut sub = bus.subscribe(0);
+        let ctx = TraceContext::new(bus.clone(), SpanContext::new("shop", "GET /"));
+        // Port 9 on loopback: nothing listens (connection refused).
+        let call = reqwest::Client::new()
+            .get("http://user:secret@127.0.0.1:9/pay?token=SECRET")
+            .send_traced("http.pay");
+        let result = nexus_trace_core::context::scope(ctx, call).await;
+        assert!(result.is_err());
+        let events: Vec<_> = std::iter::from_fn(|| sub.try_recv().ok()).collect();
+        let end = events
+            .iter()
+            .find(|e| e.kind == EventKind::Downstream)
+            .expect("the call's end");
+        assert!(!end.error.is_empty());
+        assert!(
+            !end.error.contains("SECRET") && !end.error.contains("secret"),
+            "{}",
+            end.error
+        );
+        assert_eq!(end.attrs["url.path"], "/pay");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_call_is_cancelled() {
+        use nexus_trace_core::{Bus, EventKind, SpanContext, TraceContext};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accepts and never answers.
+        let _hold = tokio::spawn(async move {
+            let (_socket, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let bus = Bus::new(16);
+        let mut sub = bus.subscribe(0);
+        let ctx = TraceContext::new(bus.clone(), SpanContext::new("shop", "GET /"));
+        let call = reqwest::Client::new()
+            .get(format!("http://{addr}/slow"))
+            .send_traced("http.slow");
+        let timed_out = nexus_trace_core::context::scope(
+            ctx,
+            tokio::time::timeout(std::time::Duration::from_millis(100), call),
+        )
+        .await;
+        assert!(timed_out.is_err());
+        let events: Vec<_> = std::iter::from_fn(|| sub.try_recv().ok()).collect();
+        let end = events
+            .iter()
+            .find(|e| e.kind == EventKind::Downstream)
+            .expect("the call's end");
+        assert_eq!(end.error, "cancelled");
     }
 }

@@ -8,10 +8,13 @@
 //!   and target in its meta (`level`, `target`). A field named `error` is
 //!   the event's error.
 //! * A **span** created inside a request is a child span of the trace. Its
-//!   span id is made when it is created, and its parent is the enclosing
-//!   `tracing` span created in the request if there is one, else the
-//!   current nexus span (the request's span, or a span opened with
-//!   `context::start_span`). It publishes `span.start` when it is created
+//!   span id is made when it is created. Its parent is the thread's current
+//!   nexus span: the innermost entered `tracing` span of the request (see
+//!   below), else a span opened with `context::start_span`, else the
+//!   request's span; a span created outside them (on another thread) falls
+//!   back to its nearest `tracing` ancestor made in a request. An explicit
+//!   `parent:` wins; an explicit root (`parent: None`) belongs to no
+//!   request. It publishes `span.start` when it is created
 //!   and, when it closes, a `downstream` event (a CLIENT span: a query, a
 //!   call) or, with the field `otel.kind = "internal"`, a `span.end` event:
 //!   named after the span, timed from creation to close (monotonic), with
@@ -77,7 +80,6 @@ use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::time::Instant;
 
-use nexus_trace_core::context::Entered;
 use nexus_trace_core::{context, Attrs, Bus, Event, EventKind, Text, TraceContext, Value};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
@@ -157,9 +159,9 @@ fn publishing() -> bool {
 }
 
 thread_local! {
-    /// The spans entered on this thread that are nexus spans, innermost
-    /// last, each with the guard that restores the previous current span.
-    static ENTERED: RefCell<Vec<(Id, Entered)>> = const { RefCell::new(Vec::new()) };
+    /// The nexus spans entered on this thread, innermost last, each with
+    /// the context that was current before it was entered.
+    static ENTERED: RefCell<Vec<(Id, Option<TraceContext>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// What the layer keeps in a span created inside a request.
@@ -174,8 +176,9 @@ struct SpanData {
 /// The nexus span a new span or an event belongs to. With a contextual
 /// parent: the thread's current span (which an entered `tracing` span of
 /// a request is, see `on_enter`), else that of the nearest span (from
-/// `first`, walking up) created in a request. With an explicit parent, the
-/// other way round.
+/// `first`, walking up) created in a request. With an explicit parent:
+/// that parent's (or its nearest ancestor's) only; an explicit root
+/// belongs to no request.
 fn parent_of<'a, S>(
     first: Option<tracing_subscriber::registry::SpanRef<'a, S>>,
     contextual: bool,
@@ -191,7 +194,9 @@ where
     if contextual {
         context::current().or_else(from_tracing)
     } else {
-        from_tracing().or_else(context::current)
+        // An explicit parent (or an explicit root: `parent: None`, which
+        // belongs to no request) wins over what is current.
+        from_tracing()
     }
 }
 
@@ -239,21 +244,32 @@ where
         let Some(span) = ctx.span(id) else { return };
         let ext = span.extensions();
         if let Some(data) = ext.get::<SpanData>() {
-            let entered = data.ctx.enter();
-            ENTERED.with(|e| e.borrow_mut().push((id.clone(), entered)));
+            let previous = context::replace_current(Some(data.ctx.clone()));
+            ENTERED.with(|e| e.borrow_mut().push((id.clone(), previous)));
         }
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
-        // Exits come in the reverse order of entries on a thread; the
-        // innermost entry of this span is the one to undo. Dropping its
-        // guard restores the span that was current before it.
-        let popped = ENTERED.with(|e| {
+        // The innermost entry of this span is the one to undo. If it is the
+        // top of the stack, the context before it becomes current again. If
+        // a span entered later is still entered (exits out of order, as
+        // `drop((a, b))` does), that span stays current, and the context
+        // before the exited one becomes what the later one restores.
+        let restored = ENTERED.with(|e| {
             let mut e = e.borrow_mut();
             let at = e.iter().rposition(|(entered, _)| entered == id)?;
-            Some(e.remove(at))
+            let (_, previous) = e.remove(at);
+            match e.get_mut(at) {
+                Some((_, later)) => {
+                    *later = previous;
+                    None
+                }
+                None => Some(previous),
+            }
         });
-        drop(popped);
+        if let Some(previous) = restored {
+            context::replace_current(previous);
+        }
     }
 
     fn on_event(&self, event: &tracing_core::Event<'_>, ctx: Context<'_, S>) {

@@ -144,8 +144,11 @@ fn nested_spans_keep_their_hierarchy() {
                 // Plain nexus calls inside an entered span nest under it.
                 context::record("db.fsync", std::time::Instant::now(), None);
             });
-            // An explicit parent wins over the entered span.
+            // An explicit root belongs to no request.
             tracing::info_span!(parent: None, "detached").in_scope(|| {});
+            // A span made with no tracing parent, under a nexus span: it
+            // nests under the entered checkout span (the current one).
+            tracing::info_span!("nested.again").in_scope(|| {});
         }));
     });
     let ev = all(&mut sub);
@@ -157,8 +160,8 @@ fn nested_spans_keep_their_hierarchy() {
             ("log", "inserted"),
             ("downstream", "db.fsync"),
             ("downstream", "db.orders.insert"),
-            ("span.start", "detached"),
-            ("downstream", "detached"),
+            ("span.start", "nested.again"),
+            ("downstream", "nested.again"),
             ("span.end", "checkout"),
         ]
     );
@@ -173,14 +176,48 @@ fn nested_spans_keep_their_hierarchy() {
         "the log is inside the insert"
     );
     assert_eq!(ev[3].parent_id, insert.span_id, "the record nests in it");
-    // A span with no tracing parent falls back to the current nexus span:
-    // the entered checkout span.
     assert_eq!(ev[5].parent_id, checkout.span_id);
     assert_eq!(ev[7].span_id, checkout.span_id);
     assert!(
         context::current().is_none(),
         "entered spans restored the context"
     );
+}
+
+#[test]
+fn spans_exited_out_of_order_leave_the_right_span_current() {
+    let bus = Bus::new(64);
+    let mut sub = bus.subscribe(0);
+    let ctx = request(&bus);
+    with_layer(NexusTracingLayer::new(bus.clone()), || {
+        let _in_request = ctx.enter();
+        let a = tracing::info_span!("a").entered();
+        let b = tracing::info_span!("b").entered();
+        drop(a); // out of order: b is still entered
+        tracing::info!("inside b");
+        drop(b);
+        assert_eq!(
+            context::current().map(|c| c.span().span_id),
+            Some(ctx.span().span_id),
+            "back to the request once both are exited"
+        );
+        tracing::info!("back in the request");
+    });
+    let ev = all(&mut sub);
+    let b_start = ev
+        .iter()
+        .find(|e| e.message == "b" && e.kind == EventKind::SpanStart)
+        .unwrap();
+    let inside = ev.iter().find(|e| e.message == "inside b").unwrap();
+    assert_eq!(
+        inside.span_id, b_start.span_id,
+        "b stayed current after a exited"
+    );
+    let back = ev
+        .iter()
+        .find(|e| e.message == "back in the request")
+        .unwrap();
+    assert_eq!(back.span_id, ctx.span().span_id);
 }
 
 #[test]

@@ -36,17 +36,19 @@ pub fn tracestate_is_valid(value: &str) -> bool {
 }
 
 fn tracestate_key_is_valid(key: &str) -> bool {
-    let part = |p: &str, max: usize| {
+    // Only a tenant id may start with a digit; a simple key and a system
+    // id start with a lowercase letter.
+    let part = |p: &str, max: usize, digit_first: bool| {
         let b = p.as_bytes();
         !b.is_empty()
             && b.len() <= max
-            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+            && (b[0].is_ascii_lowercase() || (digit_first && b[0].is_ascii_digit()))
             && b.iter()
                 .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-*/".contains(&c))
     };
     match key.split_once('@') {
-        Some((tenant, system)) => part(tenant, 241) && part(system, 14),
-        None => part(key, 256),
+        Some((tenant, system)) => part(tenant, 241, true) && part(system, 14, false),
+        None => part(key, 256, false),
     }
 }
 
@@ -70,6 +72,7 @@ mod tests {
             "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7",
             "a=1,,b=2",
             "tenant@vendor=x y",
+            "1tenant@vendor=x",
             "k*/_-=v",
             "a=trailing ows ",
         ] {
@@ -79,6 +82,7 @@ mod tests {
         assert!(tracestate_is_valid(&long_ok));
         for bad in [
             "", " , ", "noequals", "Upper=1", "a=", "a=b=c", "a=\u{e9}", "@v=1", "t@=1", "a=\x01",
+            "1abc=x", "t@1v=x",
         ] {
             assert!(!tracestate_is_valid(bad), "{bad:?} should be dropped");
         }
