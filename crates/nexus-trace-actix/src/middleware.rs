@@ -8,8 +8,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::Error;
-use nexus_trace_core::context::Scoped;
-use nexus_trace_core::{Bus, Text};
+use nexus_trace_core::{Bus, Text, TraceContext};
 use nexus_trace_http::record::request::{Outcome, RequestInfo, RequestRecording, TraceConfig};
 use nexus_trace_http::record::{
     combined_tracestate, is_nexus_path, TRACEPARENT_HEADER, TRACESTATE_HEADER, TRACE_ID_HEADER,
@@ -139,13 +138,13 @@ where
         // The handler reaches the context through `current()` (the `RequestTrace`
         // extractor does), set while its future is polled: no per-request
         // extension to allocate.
-        let ctx = trace.context().clone();
-        // The synchronous part of `call` runs with the context too.
+        // The synchronous part of `call` runs with the context too; the
+        // future's polls get it from the recording.
         let future = {
-            let _entered = ctx.enter();
+            let _entered = trace.context().map(TraceContext::enter);
             self.service.call(req)
         };
-        ResponseFuture::traced(nexus_trace_core::context::scope(ctx, future), trace)
+        ResponseFuture::traced(future, trace)
     }
 }
 
@@ -157,30 +156,24 @@ pin_project_lite::pin_project! {
     /// trace's drop publishes the single `request.end`.
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: Inner<F>,
+        future: F,
+        // `None` for an untraced request, and once the response is out.
+        // While the future is polled the recording's context is `current()`.
         trace: Option<RequestRecording>,
     }
 }
 
-pin_project_lite::pin_project! {
-    #[project = InnerProj]
-    enum Inner<F> {
-        Traced { #[pin] future: Scoped<F> },
-        Untraced { #[pin] future: F },
-    }
-}
-
 impl<F> ResponseFuture<F> {
-    fn traced(future: Scoped<F>, trace: RequestRecording) -> Self {
+    fn traced(future: F, trace: RequestRecording) -> Self {
         ResponseFuture {
-            inner: Inner::Traced { future },
+            future,
             trace: Some(trace),
         }
     }
 
     fn untraced(future: F) -> Self {
         ResponseFuture {
-            inner: Inner::Untraced { future },
+            future,
             trace: None,
         }
     }
@@ -203,18 +196,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = match this.inner.project() {
-            InnerProj::Traced { future } => {
-                std::task::ready!(RequestRecording::poll_recording_panics(this.trace, || {
-                    future.poll(cx)
-                }))
-            }
-            InnerProj::Untraced { future } => {
-                return future
-                    .poll(cx)
-                    .map_ok(|res| res.map_body(|_, b| TracedBody::new(b, None)));
-            }
-        };
+        let future = this.future;
+        let result = std::task::ready!(RequestRecording::poll_recording_panics(this.trace, || {
+            future.poll(cx)
+        }));
         let mut trace = this.trace.take();
         match result {
             Ok(mut res) => {

@@ -4,7 +4,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::{HeaderName, HeaderValue, Response};
-use nexus_trace_core::context::Scoped;
 use nexus_trace_http::record::request::{Outcome, RequestRecording};
 use nexus_trace_http::record::TRACE_ID_HEADER;
 
@@ -21,30 +20,24 @@ pin_project_lite::pin_project! {
     /// publishes the single `request.end`.
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: Inner<F>,
+        future: F,
+        // `None` for an untraced request, and once the response is out.
+        // While the future is polled the recording's context is `current()`.
         trace: Option<RequestRecording>,
     }
 }
 
-pin_project_lite::pin_project! {
-    #[project = InnerProj]
-    enum Inner<F> {
-        Traced { #[pin] future: Scoped<F> },
-        Untraced { #[pin] future: F },
-    }
-}
-
 impl<F> ResponseFuture<F> {
-    pub(crate) fn traced(future: Scoped<F>, trace: RequestRecording) -> Self {
+    pub(crate) fn traced(future: F, trace: RequestRecording) -> Self {
         ResponseFuture {
-            inner: Inner::Traced { future },
+            future,
             trace: Some(trace),
         }
     }
 
     pub(crate) fn untraced(future: F) -> Self {
         ResponseFuture {
-            inner: Inner::Untraced { future },
+            future,
             trace: None,
         }
     }
@@ -69,18 +62,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = match this.inner.project() {
-            InnerProj::Traced { future } => {
-                std::task::ready!(RequestRecording::poll_recording_panics(this.trace, || {
-                    future.poll(cx)
-                }))
-            }
-            InnerProj::Untraced { future } => {
-                return future
-                    .poll(cx)
-                    .map_ok(|res| res.map(|b| TracedBody::new(b, None)));
-            }
-        };
+        let future = this.future;
+        let result = std::task::ready!(RequestRecording::poll_recording_panics(this.trace, || {
+            future.poll(cx)
+        }));
         let mut trace = this.trace.take();
         match result {
             Ok(mut res) => {

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use axum::extract::MatchedPath;
 use http::{Request, Response};
-use nexus_trace_core::Bus;
+use nexus_trace_core::{Bus, TraceContext};
 use nexus_trace_http::record::request::{RequestInfo, RequestRecording, TraceConfig};
 use nexus_trace_http::record::{
     combined_tracestate, is_nexus_path, TRACEPARENT_HEADER, TRACESTATE_HEADER,
@@ -72,12 +72,12 @@ where
         // The handler reaches the context through `current()` (the `RequestTrace`
         // extractor does), set while its future is polled: no per-request
         // extension to allocate.
-        let ctx = trace.context().clone();
-        // The synchronous part of `call` runs with the context too.
+        // The synchronous part of `call` runs with the context too; the
+        // future's polls get it from the recording.
         let future = {
-            let _entered = ctx.enter();
+            let _entered = trace.context().map(TraceContext::enter);
             self.inner.call(req)
         };
-        ResponseFuture::traced(nexus_trace_core::context::scope(ctx, future), trace)
+        ResponseFuture::traced(future, trace)
     }
 }

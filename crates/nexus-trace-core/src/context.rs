@@ -774,17 +774,28 @@ impl<F: Future> Future for Scoped<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
-        // Move the context into the thread-local for the poll and back after,
-        // also when the inner future panics (the guard's drop restores it).
-        let guard = Swap {
-            slot: this.ctx,
-            previous: None,
-        };
-        let mut guard = guard.enter();
-        let out = this.future.poll(cx);
-        guard.leave();
-        out
+        let future = this.future;
+        with_context_in(this.ctx, || future.poll(cx))
     }
+}
+
+/// Runs `f` with the context held in `slot` as [`current`]: the context is
+/// moved into the thread-local for the call and back into `slot` after it,
+/// also when `f` panics. No clone, no reference count.
+///
+/// For a future that keeps its request's context in a field of its own
+/// (the adapters' response futures keep it in the request's recording),
+/// so one copy of the context serves both `current()` and the recording,
+/// where [`scope`] would need a second. While `f` runs `slot` is `None`.
+pub fn with_context_in<R>(slot: &mut Option<TraceContext>, f: impl FnOnce() -> R) -> R {
+    let mut guard = Swap {
+        slot,
+        previous: None,
+    }
+    .enter();
+    let out = f();
+    guard.leave();
+    out
 }
 
 struct Swap<'a> {

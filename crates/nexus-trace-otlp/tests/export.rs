@@ -176,7 +176,9 @@ fn builder(bus: &Bus, addr: SocketAddr) -> OtlpExporterBuilder {
 fn publish_requests(bus: &Bus, n: usize) {
     for _ in 0..n {
         let mut t = RequestRecording::start(bus, &config("load"), info("GET", "/x", "/x", None));
-        t.context().record("db.x", Instant::now(), None);
+        t.context()
+            .expect("a recording outside a poll has its context")
+            .record("db.x", Instant::now(), None);
         t.finish(Outcome::Completed { status: 200 });
     }
 }
@@ -203,7 +205,10 @@ async fn requests_become_server_spans_with_children() {
         &config("shop"),
         info("GET", "/users/42", "/users/{id}", Some(tp)),
     );
-    let ctx = users.context().clone();
+    let ctx = users
+        .context()
+        .expect("a recording outside a poll has its context")
+        .clone();
     ctx.log("loading user");
     let start = Instant::now();
     std::thread::sleep(Duration::from_millis(2));
@@ -217,7 +222,10 @@ async fn requests_become_server_spans_with_children() {
         &config("payments"),
         info("POST", "/charge", "/charge", None),
     );
-    let charge_ctx = charge.context().clone();
+    let charge_ctx = charge
+        .context()
+        .expect("a recording outside a poll has its context")
+        .clone();
     charge.finish(Outcome::Failed {
         status: 500,
         error: "ledger unavailable".into(),
@@ -576,6 +584,7 @@ async fn exported_parents_form_the_trace_tree() {
     );
     let call = orders
         .context()
+        .expect("a recording outside a poll has its context")
         .span_builder("http.payments.charge")
         .client()
         .start();
@@ -585,7 +594,10 @@ async fn exported_parents_form_the_trace_tree() {
         &config("payments"),
         info("POST", "/charge", "/charge", Some(header.as_bytes())),
     );
-    let ledger = charge.context().start_span("ledger.write");
+    let ledger = charge
+        .context()
+        .expect("a recording outside a poll has its context")
+        .start_span("ledger.write");
     ledger.log("appended");
     ledger.end();
     charge.finish(Outcome::Completed { status: 200 });
@@ -595,7 +607,11 @@ async fn exported_parents_form_the_trace_tree() {
     let spans = rx.spans(4).await;
     assert_eq!(spans.len(), 4, "{spans:#?}");
     let events: Vec<_> = std::iter::from_fn(|| copy.try_recv().ok()).collect();
-    let trace_id: WireId<_> = orders.context().trace_id().into();
+    let trace_id: WireId<_> = orders
+        .context()
+        .expect("a recording outside a poll has its context")
+        .trace_id()
+        .into();
     let tree = TraceTree::build(
         &trace_id,
         events.iter().map(|e| &**e),

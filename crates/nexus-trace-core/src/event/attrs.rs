@@ -4,6 +4,8 @@ use std::fmt;
 use std::ops::Index;
 use std::sync::Arc;
 
+use thin_vec::ThinVec;
+
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -168,8 +170,10 @@ impl<'de> Deserialize<'de> for Value {
 /// An event's attributes: key/value pairs, kept sorted by key (byte order,
 /// like Go sorts map keys), keys unique. Written as the JSON `meta` object.
 ///
-/// Empty attributes hold no heap memory; the first insert allocates one
-/// small vector. Keys are [`Text`], so a `&'static str` key costs nothing.
+/// Attributes are one word (a [`thin_vec::ThinVec`]: length and capacity
+/// live in the heap block), so an event without any pays 8 bytes. Empty
+/// attributes hold no heap memory; the first insert allocates one small
+/// vector. Keys are [`Text`], so a `&'static str` key costs nothing.
 ///
 /// ```
 /// use nexus_trace_core::Attrs;
@@ -181,13 +185,13 @@ impl<'de> Deserialize<'de> for Value {
 /// assert_eq!(attrs.keys().collect::<Vec<_>>(), ["db.system", "user.id"]);
 /// ```
 #[derive(Clone, Default, PartialEq)]
-pub struct Attrs(Vec<(Text, Value)>);
+pub struct Attrs(ThinVec<(Text, Value)>);
 
 impl Attrs {
     /// No attributes (no allocation).
     #[must_use]
     pub const fn new() -> Attrs {
-        Attrs(Vec::new())
+        Attrs(ThinVec::new())
     }
 
     /// Whether there are none.

@@ -262,6 +262,6 @@ mod tests {
     #[test]
     fn compact() {
         assert!(std::mem::size_of::<WireId<TraceId>>() <= 24);
-        assert!(std::mem::size_of::<WireId<SpanId>>() <= 24);
+        assert!(std::mem::size_of::<WireId<SpanId>>() <= 16);
     }
 }

@@ -129,6 +129,6 @@ mod tests {
             assert_eq!(Method::from(Text::copy(name)), m);
         }
         assert_eq!(Method::from("QUERY"), Method::Other("QUERY".into()));
-        assert!(std::mem::size_of::<Option<Method>>() <= 24);
+        assert!(std::mem::size_of::<Option<Method>>() <= 16);
     }
 }

@@ -710,4 +710,19 @@ mod tests {
             assert_eq!(String::from_utf8(out).unwrap(), expected, "{v:?}");
         }
     }
+
+    /// The sizes `EVENT.md` budgets for: a retained event is its `Arc`
+    /// (16 B of counts plus the event) and its ring slot.
+    #[test]
+    fn field_sizes_stay_within_the_budget() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<Text>(), 16);
+        assert_eq!(size_of::<Attrs>(), 8);
+        assert_eq!(size_of::<Value>(), 16);
+        assert_eq!(size_of::<EventKind>(), 16);
+        assert_eq!(size_of::<Option<Method>>(), 16);
+        assert_eq!(size_of::<WireId<SpanId>>(), 16);
+        assert_eq!(size_of::<WireId<TraceId>>(), 24);
+        assert!(size_of::<Event>() <= 240, "{}", size_of::<Event>());
+    }
 }

@@ -9,8 +9,8 @@ use crate::record::redact;
 use crate::record::route::RouteCache;
 use nexus_trace_core::Bus;
 use nexus_trace_core::TraceParent;
+use nexus_trace_core::{context, SpanContext, TraceContext};
 use nexus_trace_core::{Attrs, Event, EventKind, Method, Text, W3cId};
-use nexus_trace_core::{SpanContext, TraceContext};
 
 /// Longest method kept in an event, in bytes.
 const MAX_METHOD: usize = 32;
@@ -109,7 +109,11 @@ pub enum Outcome {
 /// (client disconnect, marked `aborted`) or unwinds (handler panic).
 #[derive(Debug)]
 pub struct RequestRecording {
-    ctx: TraceContext,
+    /// Always `Some`, except while [`poll_recording_panics`](Self::poll_recording_panics)
+    /// has moved it into the thread-local for one poll of the request's
+    /// future (nothing else can reach the recording then). One copy serves
+    /// both the recording and `current()`.
+    ctx: Option<TraceContext>,
     /// The fields `request.start` and `request.end` share besides the
     /// span's: cheap clones (the path's heap text, if any, is shared).
     transport: Text,
@@ -162,7 +166,7 @@ impl RequestRecording {
             }
         }
         let trace = RequestRecording {
-            ctx: TraceContext::new(bus.clone(), span),
+            ctx: Some(TraceContext::new(bus.clone(), span)),
             transport: config.transport.clone(),
             method: Some(match req.method {
                 m if m.len() <= MAX_METHOD => Method::parse(m),
@@ -175,8 +179,10 @@ impl RequestRecording {
         };
         let mut start = trace.event(EventKind::RequestStart);
         start.attrs = trace.attrs.clone();
-        start.timestamp = trace.ctx.span().started_at;
-        trace.ctx.publish(start);
+        if let Some(ctx) = &trace.ctx {
+            start.timestamp = ctx.span().started_at;
+            ctx.publish(start);
+        }
         trace
     }
 
@@ -186,20 +192,28 @@ impl RequestRecording {
             transport: self.transport.clone(),
             method: self.method.clone(),
             path: self.path.clone(),
-            ..self.ctx.event(kind)
+            ..match &self.ctx {
+                Some(ctx) => ctx.event(kind),
+                None => Event::new(kind),
+            }
         }
     }
 
-    /// The request's context (for the extractor and `current()`).
-    pub fn context(&self) -> &TraceContext {
-        &self.ctx
+    /// The request's context (to [`enter`](TraceContext::enter) it around
+    /// the synchronous part of the inner service's `call`). `None` only
+    /// inside [`poll_recording_panics`](Self::poll_recording_panics), where
+    /// it is `current()` instead.
+    pub fn context(&self) -> Option<&TraceContext> {
+        self.ctx.as_ref()
     }
 
     /// The trace id to echo in the response header: 32 lowercase hex
     /// digits (ASCII), made without allocating.
     pub fn trace_id_hex(&self) -> [u8; 32] {
-        let mut hex = [0; 32];
-        self.ctx.trace_id().write_hex(&mut hex);
+        let mut hex = [b'0'; 32];
+        if let Some(ctx) = &self.ctx {
+            ctx.trace_id().write_hex(&mut hex);
+        }
         hex
     }
 
@@ -236,17 +250,18 @@ impl RequestRecording {
             return;
         }
         self.ended = true;
-        let mut event = self.ctx.event(EventKind::RequestEnd);
+        let Some(ctx) = &self.ctx else { return };
+        let mut event = ctx.event(EventKind::RequestEnd);
         event.transport = std::mem::take(&mut self.transport);
         event.method = self.method.take();
         event.path = std::mem::take(&mut self.path);
         event.attrs = std::mem::take(&mut self.attrs);
         event.status = status;
         event.error = error;
-        event.set_duration(self.ctx.span().start.elapsed());
+        event.set_duration(ctx.span().start.elapsed());
         event.timestamp = SystemTime::now();
         meta(&mut event.attrs);
-        self.ctx.publish(event);
+        ctx.publish(event);
     }
 
     /// Ends the request when its response body is done: `error` is `None`
@@ -270,7 +285,10 @@ impl RequestRecording {
         });
     }
 
-    /// Runs one poll of the request's future. If it panics, the request's
+    /// Runs one poll of the request's future with the request's context as
+    /// `current()` (moved into the thread-local and back, see
+    /// [`with_context_in`](nexus_trace_core::context::with_context_in)), so
+    /// the response future needs no second copy of it. If the poll panics, the request's
     /// end is published (as [`finish_panicked`](Self::finish_panicked))
     /// before the panic continues, whoever catches it later and whenever
     /// they drop the future (tower-http's `CatchPanic` drops it after the
@@ -279,7 +297,15 @@ impl RequestRecording {
         trace: &mut Option<RequestRecording>,
         poll: impl FnOnce() -> T,
     ) -> T {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(poll)) {
+        let caught = match trace.as_mut() {
+            // The context is back in the recording before the panic is
+            // caught: `finish_panicked` below needs it.
+            Some(recording) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                context::with_context_in(&mut recording.ctx, poll)
+            })),
+            None => std::panic::catch_unwind(std::panic::AssertUnwindSafe(poll)),
+        };
+        match caught {
             Ok(ready) => ready,
             Err(payload) => {
                 if let Some(mut trace) = trace.take() {

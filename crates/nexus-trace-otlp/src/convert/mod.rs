@@ -368,7 +368,10 @@ mod tests {
         };
         let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let mut t = RequestRecording::start(&bus, &config, request_info(Some(tp)));
-        let ctx = t.context().clone();
+        let ctx = t
+            .context()
+            .expect("a recording outside a poll has its context")
+            .clone();
         ctx.log("hello");
         ctx.record("db.users.get", std::time::Instant::now(), Some(&"locked"));
         t.finish(Outcome::Completed { status: 503 });
@@ -435,7 +438,9 @@ mod tests {
             .map(|_| RequestRecording::start(&bus, &TraceConfig::default(), request_info(None)))
             .collect();
         for t in &traces {
-            t.context().log("x");
+            t.context()
+                .expect("a recording outside a poll has its context")
+                .log("x");
         }
         let mut asm = Assembler::new(2);
         let mut noted = Noted::default();
