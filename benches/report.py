@@ -146,7 +146,7 @@ in a type of its own, as nexus does: in axum, any layer added with `Router::laye
 route, a boxed response future and a boxed body. What nexus adds beyond that is its two events and the
 `x-trace-id` value, plus, on actix, what actix's `match_pattern()` costs before routing (a `String` and a regex
 capture buffer per dynamic pattern tried; actix offers no allocation-free way to learn the route template
-there). A path longer than 22 bytes adds its one shared text. Reproduce:
+there). A path longer than 16 bytes adds its one shared text. Reproduce:
 `cargo bench -p nexus-trace-benches --bench alloc`."""
 
 ALLOC_BEFORE = """Before the compact event (main at e3f9ae8, same bench): axum +27 allocations / +2221 B per request over

@@ -243,7 +243,7 @@ impl TraceContext {
     /// instead (`span_builder(name).client().start()`).
     ///
     /// A `&'static str` name costs nothing; the event is the one allocation
-    /// (two with an error text longer than 22 bytes).
+    /// (two with an error text longer than 16 bytes).
     pub fn record(
         &self,
         name: impl Into<Text>,

@@ -73,7 +73,7 @@ fn a_request_allocates_its_two_events_and_a_long_path() {
     // The first request of a long route puts its template in the cache.
     drop(RequestRecording::start(&bus, &config, info("/")));
     for (path, expected) in [
-        ("/api/v1/accounts/7/orders/9", 3), // longer than 22 bytes: shared
+        ("/api/v1/accounts/7/orders/9", 3), // longer than 16 bytes: shared
         ("/orders/9", 2),                   // inline
     ] {
         let (n, _) = allocations(|| {

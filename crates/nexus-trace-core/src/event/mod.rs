@@ -81,8 +81,8 @@ use crate::traceparent::{SpanId, TraceId};
 ///
 /// # Cost
 ///
-/// An event's strings are [`Text`]: static, inline up to 22 bytes, or a
-/// shared `Arc<str>`, so cloning an event never copies a string, and
+/// An event's strings are [`Text`]: static, inline up to 16 bytes, or a
+/// shared reference-counted buffer, so cloning an event never copies a string, and
 /// building one from a layer's configuration allocates nothing. Ids are
 /// fixed-size binary, the method is a [`Method`] tag, and empty [`Attrs`]
 /// hold no heap. Publishing a prepared event costs one allocation (its
