@@ -390,7 +390,8 @@ impl SpanBuilder {
     /// Runs `future` inside the span: the span opens now, the future sees
     /// it as [`current`] (so spans and records inside it nest under it),
     /// and it ends when the future completes, or with the error
-    /// `"cancelled"` if the future is dropped first.
+    /// `"cancelled"` if the future is dropped first (`"panicked"` if a
+    /// panic drops it).
     pub fn run<F: Future>(self, future: F) -> InSpan<F> {
         self.start().run(future)
     }
@@ -416,7 +417,9 @@ struct Open {
 }
 
 /// An open child span; it ends when [`end`](SpanGuard::end) (or a
-/// sibling) is called, or when the guard drops, which means success.
+/// sibling) is called, or when the guard drops, which means success, unless
+/// the guard drops while its thread unwinds a panic: the span then ends
+/// with the error `"panicked"` (an error set before is kept).
 ///
 /// Outside a request (no [`current`] context) a guard is inert: it records
 /// nothing and has no `traceparent`.
@@ -609,8 +612,16 @@ impl SpanGuard {
     }
 }
 
+/// The error of a span whose guard a panic dropped.
+const PANICKED: &str = "panicked";
+
 impl Drop for SpanGuard {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(open) = &mut self.open {
+                open.error.get_or_insert(Text::from_static(PANICKED));
+            }
+        }
         self.finish();
     }
 }
@@ -629,7 +640,10 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if this.span.is_recording() {
-                this.span.set_error("cancelled");
+                // Dropped by an unwinding panic (in the future or around
+                // it), or dropped unfinished.
+                let why = if std::thread::panicking() { PANICKED } else { "cancelled" };
+                this.span.set_error(why);
             }
         }
     }
@@ -1013,6 +1027,44 @@ mod tests {
         assert!(!inert.is_recording() && inert.traceparent().is_none());
         drop(inert);
         assert!(sub.try_recv().is_err(), "an inert guard publishes nothing");
+    }
+
+    #[test]
+    fn a_panic_ends_its_open_spans_with_an_error() {
+        let bus = Bus::new(32);
+        let mut sub = bus.subscribe(0);
+        let c = ctx(&bus);
+        let guard_and_future = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut kept = c.start_span("kept");
+            kept.set_error("first error");
+            let _open = c.start_span("open");
+            futures::executor::block_on(c.span_builder("polled").run(async {
+                panic!("boom");
+            }))
+        }));
+        assert!(guard_and_future.is_err());
+        let ends: Vec<(String, String)> = drain(&mut sub)
+            .iter()
+            .filter(|e| e.kind == EventKind::SpanEnd)
+            .map(|e| (e.message.to_string(), e.error.to_string()))
+            .collect();
+        let end = |name: &str| {
+            ends.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, e)| e.as_str())
+        };
+        assert_eq!(end("polled"), Some("panicked"), "{ends:?}");
+        assert_eq!(end("open"), Some("panicked"), "{ends:?}");
+        assert_eq!(
+            end("kept"),
+            Some("first error"),
+            "an error set before is kept"
+        );
+
+        // Outside a panic, dropping still means success.
+        drop(c.start_span("fine"));
+        let ev = drain(&mut sub);
+        assert_eq!((ev[1].message.as_str(), ev[1].error.as_str()), ("fine", ""));
     }
 
     #[test]

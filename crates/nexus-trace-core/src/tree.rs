@@ -277,16 +277,40 @@ impl TraceTree {
         for &r in &roots {
             walk(r, &mut order, &mut visited);
         }
-        // Spans on a parent cycle (only malformed input makes one) are not
-        // reachable from a root: break each cycle at its earliest span.
+        // Spans on a parent cycle (only malformed input makes one), and the
+        // spans below them, are not reachable from a root: break each cycle
+        // at its earliest member, so the spans hanging off it stay under it.
         let mut rest: Vec<usize> = (0..built.len()).filter(|&i| !visited[i]).collect();
         rest.sort_by_key(order_key);
         let mut broken = Vec::new();
+        // The walk (by its starting span) that last passed each span.
+        let mut passed: Vec<Option<usize>> = vec![None; built.len()];
         for i in rest {
-            if !visited[i] {
-                broken.push(i);
-                walk(i, &mut order, &mut visited);
+            if visited[i] {
+                continue;
             }
+            // Every unvisited span has a parent, and so does each unvisited
+            // ancestor (a visited one would have visited its subtree): going
+            // up from `i` must come back to a span already passed, which is
+            // on the cycle.
+            let mut on_cycle = i;
+            while passed[on_cycle] != Some(i) {
+                passed[on_cycle] = Some(i);
+                match parent_of[on_cycle] {
+                    Some(p) => on_cycle = p,
+                    None => break,
+                }
+            }
+            let mut head = on_cycle;
+            let mut member = parent_of[on_cycle];
+            while let Some(m) = member.filter(|&m| m != on_cycle) {
+                if order_key(&m) < order_key(&head) {
+                    head = m;
+                }
+                member = parent_of[m];
+            }
+            broken.push(head);
+            walk(head, &mut order, &mut visited);
         }
 
         let start = built
@@ -739,11 +763,49 @@ mod tests {
             ),
             5,
         );
-        let t = tree(&[a, b], 10);
+        let t = tree(&[a, b.clone()], 10);
         assert_eq!(t.spans.len(), 2);
         assert!(t.spans[0].orphan);
         assert_eq!(t.spans[0].depth, 0);
         assert_eq!(t.spans[1].depth, 1);
+
+        // A span below the cycle that started before both members (at 0;
+        // `a` at 2, `b` at 4) stays below it: the cycle is broken at its
+        // earliest member, `a`, not at the earliest unreachable span.
+        let c = ended(
+            ev(
+                3,
+                EventKind::SpanEnd,
+                "000000000000000c",
+                "000000000000000a",
+                1,
+            ),
+            1,
+        );
+        let a = ended(
+            ev(
+                1,
+                EventKind::SpanEnd,
+                "000000000000000a",
+                "000000000000000b",
+                7,
+            ),
+            5,
+        );
+        let t = tree(&[c, a, b], 10);
+        let shape: Vec<(String, usize, bool)> = t
+            .spans
+            .iter()
+            .map(|s| (s.span_id.to_string(), s.depth, s.orphan))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("000000000000000a".to_string(), 0, true),
+                ("000000000000000c".to_string(), 1, false),
+                ("000000000000000b".to_string(), 1, false),
+            ]
+        );
     }
 
     #[test]

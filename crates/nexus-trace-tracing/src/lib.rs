@@ -16,8 +16,10 @@
 //!   `parent:` wins; an explicit root (`parent: None`) belongs to no
 //!   request. It publishes `span.start` when it is created
 //!   and, when it closes, a `downstream` event (a CLIENT span: a query, a
-//!   call) or, with the field `otel.kind = "internal"`, a `span.end` event:
-//!   named after the span, timed from creation to close (monotonic), with
+//!   call) or, with the field `otel.kind = "internal"` given when the span
+//!   is created (the kind is fixed then, so the end matches `span.start`;
+//!   recording `otel.kind` later only changes the attribute), a `span.end`
+//!   event: named after the span, timed from creation to close (monotonic), with
 //!   its fields as meta. A field named `error` (e.g. declared
 //!   `error = tracing::field::Empty` and recorded on failure) is the
 //!   event's error. So a database crate's query spans show up on the
@@ -171,6 +173,10 @@ struct SpanData {
     start: Instant,
     fields: Attrs,
     error: Option<String>,
+    /// `otel.kind = "internal"` at creation. Decided once, when `span.start`
+    /// is published, so the end always matches the start (a later
+    /// `record` of `otel.kind` changes the attribute, not the kind).
+    internal: bool,
 }
 
 /// The nexus span a new span or an event belongs to. With a contextual
@@ -217,13 +223,15 @@ where
             start: Instant::now(),
             fields: Attrs::new(),
             error: None,
+            internal: false,
         };
         attrs.record(&mut SpanVisitor(&mut data));
+        data.internal = is_internal(&data.fields);
         let mut ev = data.ctx.event(EventKind::SpanStart);
         ev.message = span.name().into();
         ev.timestamp = data.ctx.span().started_at;
         ev.attrs = data.fields.clone();
-        if !is_internal(&data.fields) {
+        if !data.internal {
             ev.attrs.insert(context::SPAN_KIND_ATTR, "client");
         }
         guarded(|| {
@@ -307,7 +315,7 @@ where
         };
         let elapsed = data.start.elapsed();
         let started_at = data.ctx.span().started_at;
-        let mut ev = if is_internal(&data.fields) {
+        let mut ev = if data.internal {
             let mut ev = data.ctx.event(EventKind::SpanEnd);
             ev.timestamp = started_at + elapsed;
             ev

@@ -185,6 +185,39 @@ fn nested_spans_keep_their_hierarchy() {
 }
 
 #[test]
+fn a_span_ends_as_the_kind_it_started_as() {
+    let bus = Bus::new(64);
+    let mut sub = bus.subscribe(0);
+    let ctx = request(&bus);
+    with_layer(NexusTracingLayer::new(bus.clone()), || {
+        let _in_request = ctx.enter();
+        // Declared empty, recorded after `span.start` went out.
+        let late = tracing::info_span!("late", otel.kind = Empty);
+        late.record("otel.kind", "internal");
+        drop(late);
+        let early = tracing::info_span!("early", otel.kind = "internal");
+        early.record("otel.kind", "client");
+        drop(early);
+    });
+    let ev = all(&mut sub);
+    assert_eq!(
+        names(&ev),
+        [
+            ("span.start", "late"),
+            ("downstream", "late"),
+            ("span.start", "early"),
+            ("span.end", "early"),
+        ]
+    );
+    assert_eq!(ev[0].attrs["span.kind"], "client");
+    assert_eq!(
+        ev[1].attrs["otel.kind"], "internal",
+        "the attribute is kept"
+    );
+    assert!(!ev[2].attrs.contains_key("span.kind"));
+}
+
+#[test]
 fn spans_exited_out_of_order_leave_the_right_span_current() {
     let bus = Bus::new(64);
     let mut sub = bus.subscribe(0);
