@@ -165,37 +165,27 @@ impl RequestRecording {
                 attrs.insert("query", redact::redact_query(q));
             }
         }
-        let trace = RequestRecording {
-            ctx: Some(TraceContext::new(bus.clone(), span)),
+        let ctx = TraceContext::new(bus.clone(), span);
+        let method = Some(match req.method {
+            m if m.len() <= MAX_METHOD => Method::parse(m),
+            m => Method::Other(redact::capture(m, MAX_METHOD)),
+        });
+        ctx.publish(Event {
             transport: config.transport.clone(),
-            method: Some(match req.method {
-                m if m.len() <= MAX_METHOD => Method::parse(m),
-                m => Method::Other(redact::capture(m, MAX_METHOD)),
-            }),
+            method: method.clone(),
+            path: path.clone(),
+            attrs: attrs.clone(),
+            timestamp: ctx.span().started_at,
+            ..ctx.event(EventKind::RequestStart)
+        });
+        RequestRecording {
+            ctx: Some(ctx),
+            transport: config.transport.clone(),
+            method,
             path,
             attrs,
             status: 0,
             ended: false,
-        };
-        let mut start = trace.event(EventKind::RequestStart);
-        start.attrs = trace.attrs.clone();
-        if let Some(ctx) = &trace.ctx {
-            start.timestamp = ctx.span().started_at;
-            ctx.publish(start);
-        }
-        trace
-    }
-
-    /// An event of `kind` with the request's span, transport, method and path.
-    fn event(&self, kind: EventKind) -> Event {
-        Event {
-            transport: self.transport.clone(),
-            method: self.method.clone(),
-            path: self.path.clone(),
-            ..match &self.ctx {
-                Some(ctx) => ctx.event(kind),
-                None => Event::new(kind),
-            }
         }
     }
 
