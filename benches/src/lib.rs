@@ -16,12 +16,10 @@ use parking_lot::Mutex;
 /// The payload every implementation publishes: an event with no heap
 /// fields and a preset timestamp, so only the bus's own work is measured.
 pub fn payload() -> Event {
-    Event {
-        kind: EventKind::Log,
-        status: 200,
-        timestamp: SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000),
-        ..Event::default()
-    }
+    let mut event = Event::new(EventKind::Log);
+    event.status = 200;
+    event.timestamp = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+    event
 }
 
 /// The upstream Go design, ported faithfully: one mutex around a ring and

@@ -9,7 +9,9 @@ use nexus_trace_core::Event;
 
 fuzz_target!(|input: (u64, String, String, Vec<u8>, u16)| {
     let (id, path, message, cuts, lag) = input;
-    let event = Event { id, path: path.into(), message: message.into(), ..Event::default() };
+    let mut event = Event::log(message);
+    event.id = id;
+    event.path = path.into();
     let mut bytes = Vec::new();
     write_event(&event, &mut bytes);
     write_lagged(u64::from(lag) + 1, id.wrapping_add(1), &mut bytes);

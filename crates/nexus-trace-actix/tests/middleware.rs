@@ -18,7 +18,7 @@ fn drain(sub: &mut Subscription) -> Vec<Event> {
 fn end(events: &[Event]) -> &Event {
     let ends: Vec<_> = events
         .iter()
-        .filter(|e| e.kind == EventKind::RequestEnd)
+        .filter(|e| e.kind() == EventKind::RequestEnd)
         .collect();
     assert_eq!(ends.len(), 1, "{events:#?}");
     ends[0]
@@ -54,7 +54,7 @@ async fn builders_and_body_end() {
     assert!(
         drain(&mut sub)
             .iter()
-            .all(|e| e.kind != EventKind::RequestEnd),
+            .all(|e| e.kind() != EventKind::RequestEnd),
         "no end before the body is sent"
     );
     assert_eq!(test::read_body(res).await, "ada");

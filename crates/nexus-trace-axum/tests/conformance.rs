@@ -239,7 +239,7 @@ async fn panic_caught_by_catch_panic_layer_is_recorded_as_a_panic() {
     let events: Vec<_> = std::iter::from_fn(|| sub.try_recv().ok()).collect();
     let ends: Vec<_> = events
         .iter()
-        .filter(|e| e.kind == nexus_trace_core::EventKind::RequestEnd)
+        .filter(|e| e.kind() == nexus_trace_core::EventKind::RequestEnd)
         .collect();
     assert_eq!(ends.len(), 1, "{events:?}");
     assert_eq!(

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use nexus_trace_core::{Bus, Event, EventKind, Text};
+use nexus_trace_core::{Bus, Event, Text};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
@@ -50,11 +50,7 @@ impl Traffic {
             loop {
                 tick.tick().await;
                 for _ in 0..per_ms {
-                    bus.publish(Event {
-                        kind: EventKind::Log,
-                        message: "traffic".into(),
-                        ..Event::default()
-                    });
+                    bus.publish(Event::log("traffic"));
                 }
             }
         });
@@ -367,11 +363,7 @@ async fn publish_until(server: &Server, what: &str, ok: impl Fn(&Value) -> bool)
     let deadline = Instant::now() + 30 * SECOND;
     loop {
         for _ in 0..32 {
-            server.bus.publish(Event {
-                kind: EventKind::Log,
-                message: fat.clone(),
-                ..Event::default()
-            });
+            server.bus.publish(Event::log(fat.clone()));
         }
         let s = stats(server).await;
         if ok(&s) {

@@ -20,11 +20,11 @@ use crate::subscription::Subscription;
 /// holds and then see `Closed`.
 ///
 /// ```
-/// use nexus_trace_core::{Bus, Event, EventKind};
+/// use nexus_trace_core::{Bus, Event};
 ///
 /// let bus = Bus::new(1024);
 /// let mut sub = bus.subscribe(0);
-/// let id = bus.publish(Event { kind: EventKind::Log, message: "hello".into(), ..Event::default() });
+/// let id = bus.publish(Event::log("hello"));
 /// let got = sub.try_recv().unwrap();
 /// assert_eq!((got.id, got.message.as_str()), (id, "hello"));
 /// ```

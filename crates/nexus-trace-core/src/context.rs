@@ -124,15 +124,13 @@ impl SpanContext {
     /// service and endpoint. Allocates nothing: the ids are binary and the
     /// names shared.
     pub fn event(&self, kind: EventKind) -> Event {
-        Event {
-            trace_id: self.trace_id.into(),
-            span_id: self.span_id.into(),
-            parent_id: self.parent_id.into(),
-            kind,
-            service: self.service.clone(),
-            endpoint: self.endpoint.clone(),
-            ..Event::default()
-        }
+        let mut event = Event::new(kind);
+        event.trace_id = self.trace_id.into();
+        event.span_id = self.span_id.into();
+        event.parent_id = self.parent_id.into();
+        event.service = self.service.clone();
+        event.endpoint = self.endpoint.clone();
+        event
     }
 
     /// The `traceparent` to send on outbound calls made within this span:
@@ -879,7 +877,7 @@ mod tests {
         }));
         assert!(current().is_none(), "context leaked out of the scope");
         let e = sub.try_recv().unwrap();
-        assert_eq!(e.kind, EventKind::Downstream);
+        assert_eq!(e.kind(), EventKind::Downstream);
         assert_eq!(e.trace_id, trace);
         assert_eq!(e.parent_id, span);
         assert_ne!(e.span_id, span);
@@ -974,7 +972,7 @@ mod tests {
         call.end();
 
         let ev = drain(&mut sub);
-        let kinds: Vec<&str> = ev.iter().map(|e| e.kind.as_str()).collect();
+        let kinds: Vec<&str> = ev.iter().map(|e| e.kind_str()).collect();
         assert_eq!(
             kinds,
             ["span.start", "span.start", "log", "span.end", "downstream"]
@@ -1018,7 +1016,7 @@ mod tests {
         let ev = drain(&mut sub);
         assert_eq!(ev.len(), 2);
         assert_eq!(
-            (ev[1].kind.as_str(), ev[1].error.as_str()),
+            (ev[1].kind().as_str(), ev[1].error.as_str()),
             ("span.end", "")
         );
         assert!(ev[1].duration_ns > 0);
@@ -1045,7 +1043,7 @@ mod tests {
         assert!(guard_and_future.is_err());
         let ends: Vec<(String, String)> = drain(&mut sub)
             .iter()
-            .filter(|e| e.kind == EventKind::SpanEnd)
+            .filter(|e| e.kind() == EventKind::SpanEnd)
             .map(|e| (e.message.to_string(), e.error.to_string()))
             .collect();
         let end = |name: &str| {
@@ -1083,7 +1081,7 @@ mod tests {
         }));
         assert_eq!(out.0, out.1, "current() inside is the child span");
         let ev = drain(&mut sub);
-        let kinds: Vec<&str> = ev.iter().map(|e| e.kind.as_str()).collect();
+        let kinds: Vec<&str> = ev.iter().map(|e| e.kind_str()).collect();
         assert_eq!(kinds, ["span.start", "downstream", "span.end"]);
         assert_eq!(ev[0].parent_id.id(), Some(server));
         assert_eq!(
@@ -1105,7 +1103,7 @@ mod tests {
         let ev = drain(&mut sub);
         let ends: Vec<(&str, &str)> = ev
             .iter()
-            .filter(|e| e.kind == EventKind::SpanEnd)
+            .filter(|e| e.kind() == EventKind::SpanEnd)
             .map(|e| (e.message.as_str(), e.error.as_str()))
             .collect();
         assert_eq!(ends, [("fails", "refused"), ("never", "cancelled")]);

@@ -184,12 +184,12 @@ impl TraceTree {
         let mut loose = Vec::new();
         let mut logs: Vec<&Event> = Vec::new();
         for (pos, event) in events.iter().enumerate() {
-            if event.kind == EventKind::Log {
+            if event.kind() == EventKind::Log {
                 logs.push(event);
                 continue;
             }
             let spanful = matches!(
-                event.kind,
+                event.kind(),
                 EventKind::RequestStart
                     | EventKind::RequestEnd
                     | EventKind::SpanStart
@@ -460,12 +460,12 @@ impl Building {
         if !event.error.is_empty() {
             self.error = event.error.clone();
         }
-        match event.kind {
+        match event.kind() {
             EventKind::RequestStart | EventKind::RequestEnd => {
                 self.kind = Some(NodeKind::Server);
                 if self.name.is_empty() {
                     self.name = if event.endpoint.is_empty() {
-                        match &event.method {
+                        match event.method() {
                             Some(m) => format!("{} {}", m.as_str(), event.path.as_str()).into(),
                             None => event.path.clone(),
                         }
@@ -474,12 +474,12 @@ impl Building {
                     };
                 }
                 if self.method.is_none() {
-                    self.method = event.method.clone();
+                    self.method = event.method();
                 }
                 if self.path.is_empty() {
                     self.path = event.path.clone();
                 }
-                if event.kind == EventKind::RequestStart {
+                if event.kind() == EventKind::RequestStart {
                     self.start.get_or_insert(event.timestamp);
                 } else {
                     self.end.get_or_insert(event.timestamp);

@@ -73,10 +73,8 @@ fn publishing_a_prepared_event_allocates_once() {
 
 #[test]
 fn cloning_an_event_copies_no_string() {
-    let event = Event {
-        message: Text::from("x".repeat(100)),
-        ..Event::downstream("db.get", Duration::from_millis(1))
-    };
+    let mut event = Event::downstream("db.get", Duration::from_millis(1));
+    event.message = Text::from("x".repeat(100));
     let (n, copy) = allocations(|| event.clone());
     assert_eq!((n, copy), (0, event));
 }

@@ -6,16 +6,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use nexus_trace_core::model::RingModel;
 use nexus_trace_core::{
-    Bus, CapacityError, Event, EventKind, RecvError, RecvTimeoutError, Subscription, TryRecvError,
+    Bus, CapacityError, Event, RecvError, RecvTimeoutError, Subscription, TryRecvError,
 };
 use proptest::prelude::*;
 
 fn ev(n: u64) -> Event {
-    Event {
-        kind: EventKind::Log,
-        message: format!("m{n}").into(),
-        ..Event::default()
-    }
+    Event::log(format!("m{n}"))
 }
 
 fn publish_n(bus: &Bus, n: u64) {
@@ -224,10 +220,9 @@ fn publish_assigns_ids_and_timestamps() {
     assert_eq!(got.id, 1);
     assert!(got.timestamp > std::time::SystemTime::UNIX_EPOCH);
     let fixed = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(5);
-    bus.publish(Event {
-        timestamp: fixed,
-        ..ev(1)
-    });
+    let mut event = ev(1);
+    event.timestamp = fixed;
+    bus.publish(event);
     assert_eq!(
         sub.try_recv().unwrap().timestamp,
         fixed,

@@ -156,11 +156,9 @@ fn producers_and_subscribers_keep_the_delivery_contract() {
             thread::spawn(move || {
                 (0..per_producer)
                     .map(|seq| {
-                        bus.publish(Event {
-                            kind: EventKind::Log,
-                            duration_ns: payload(p, seq),
-                            ..Event::default()
-                        })
+                        let mut event = Event::new(EventKind::Log);
+                        event.duration_ns = payload(p, seq);
+                        bus.publish(event)
                     })
                     .collect::<Vec<u64>>()
             })

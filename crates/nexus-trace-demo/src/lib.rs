@@ -530,12 +530,12 @@ mod tests {
         assert_eq!(user["id"], 7);
         let start = sub.try_recv().unwrap();
         assert_eq!(
-            (start.kind.as_str(), start.message.as_str()),
+            (start.kind().as_str(), start.message.as_str()),
             ("span.start", "db.users.get")
         );
         let e = sub.try_recv().unwrap();
         assert_eq!(
-            (e.kind.as_str(), e.message.as_str()),
+            (e.kind().as_str(), e.message.as_str()),
             ("downstream", "db.users.get")
         );
         assert_eq!(e.span_id, start.span_id);
@@ -552,7 +552,7 @@ mod tests {
         );
         let failed = context::scope(ctx.clone(), broken).await;
         assert!(matches!(failed, Err(ShopError::Internal(_))), "{failed:?}");
-        assert_eq!(sub.try_recv().unwrap().kind.as_str(), "span.start");
+        assert_eq!(sub.try_recv().unwrap().kind().as_str(), "span.start");
         let e = sub.try_recv().unwrap();
         assert_eq!(e.message, "db.broken");
         assert!(e.error.contains("no such table"), "{}", e.error);

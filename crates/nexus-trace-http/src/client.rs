@@ -142,7 +142,7 @@ mod tests {
         let events: Vec<_> = std::iter::from_fn(|| sub.try_recv().ok()).collect();
         let end = events
             .iter()
-            .find(|e| e.kind == EventKind::Downstream)
+            .find(|e| e.kind() == EventKind::Downstream)
             .expect("the call's end");
         assert!(!end.error.is_empty());
         assert!(
@@ -178,7 +178,7 @@ mod tests {
         let events: Vec<_> = std::iter::from_fn(|| sub.try_recv().ok()).collect();
         let end = events
             .iter()
-            .find(|e| e.kind == EventKind::Downstream)
+            .find(|e| e.kind() == EventKind::Downstream)
             .expect("the call's end");
         assert_eq!(end.error, "cancelled");
     }

@@ -50,12 +50,12 @@
 //!     }));
 //! });
 //! let start = sub.try_recv().unwrap();
-//! assert_eq!((start.kind.as_str(), start.message.as_str()), ("span.start", "db.users.get"));
+//! assert_eq!((start.kind_str(), start.message.as_str()), ("span.start", "db.users.get"));
 //! let log = sub.try_recv().unwrap();
-//! assert_eq!((log.kind.as_str(), log.message.as_str()), ("log", "user loaded rows=1"));
+//! assert_eq!((log.kind_str(), log.message.as_str()), ("log", "user loaded rows=1"));
 //! assert_eq!(log.span_id, start.span_id); // the log is inside the query's span
 //! let query = sub.try_recv().unwrap();
-//! assert_eq!((query.kind.as_str(), query.message.as_str()), ("downstream", "db.users.get"));
+//! assert_eq!((query.kind_str(), query.message.as_str()), ("downstream", "db.users.get"));
 //! assert_eq!(query.span_id, start.span_id);
 //! assert_eq!(query.attrs["user"], 7);
 //! ```

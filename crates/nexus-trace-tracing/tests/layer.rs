@@ -49,7 +49,7 @@ fn events_in_a_request_are_logs_on_its_trace() {
     let ev = all(&mut sub);
     assert_eq!(ev.len(), 3, "{ev:#?}");
     for e in &ev {
-        assert_eq!(e.kind, EventKind::Log);
+        assert_eq!(e.kind(), EventKind::Log);
         assert_eq!(e.trace_id, ctx.trace_id());
         assert_eq!(e.span_id, ctx.span().span_id, "the request span");
         assert_eq!(e.service, "shop");
@@ -67,7 +67,7 @@ fn events_in_a_request_are_logs_on_its_trace() {
 
 fn names(ev: &[Arc<Event>]) -> Vec<(&str, &str)> {
     ev.iter()
-        .map(|e| (e.kind.as_str(), e.message.as_str()))
+        .map(|e| (e.kind_str(), e.message.as_str()))
         .collect()
 }
 
@@ -239,7 +239,7 @@ fn spans_exited_out_of_order_leave_the_right_span_current() {
     let ev = all(&mut sub);
     let b_start = ev
         .iter()
-        .find(|e| e.message == "b" && e.kind == EventKind::SpanStart)
+        .find(|e| e.message == "b" && e.kind() == EventKind::SpanStart)
         .unwrap();
     let inside = ev.iter().find(|e| e.message == "inside b").unwrap();
     assert_eq!(
@@ -314,7 +314,7 @@ fn off_request_events_are_published_when_asked() {
     });
     let ev = all(&mut sub);
     assert_eq!(ev.len(), 1, "{ev:#?}");
-    assert_eq!(ev[0].kind, EventKind::Log);
+    assert_eq!(ev[0].kind(), EventKind::Log);
     assert_eq!(ev[0].message, "cannot bind port=8080");
     assert!(ev[0].trace_id.is_empty());
     assert_eq!(ev[0].attrs["level"], "ERROR");

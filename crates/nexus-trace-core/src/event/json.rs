@@ -10,6 +10,7 @@ use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use super::kind::EventKind;
 use super::method::Method;
 use super::text::Text;
 use super::Event;
@@ -45,7 +46,7 @@ impl Serialize for Event {
             }
         }
 
-        let method = self.method.as_ref().map_or("", Method::as_str);
+        let method = self.method_str();
         let optional = [
             !self.span_id.is_empty(),
             !self.parent_id.is_empty(),
@@ -73,7 +74,7 @@ impl Serialize for Event {
             !self.parent_id.is_empty(),
             &self.parent_id,
         )?;
-        st.serialize_field("kind", &self.kind)?;
+        st.serialize_field("kind", self.kind_str())?;
         opt(&mut st, "service", !self.service.is_empty(), &self.service)?;
         opt(
             &mut st,
@@ -388,13 +389,17 @@ impl<'de> Deserialize<'de> for Event {
                         Field::TraceId => set!(trace_id),
                         Field::SpanId => set!(span_id),
                         Field::ParentId => set!(parent_id),
-                        Field::Kind => set!(kind),
+                        Field::Kind => {
+                            if let Some(kind) = next_or_default::<A, EventKind>(&mut map)? {
+                                ev.set_kind(kind);
+                            }
+                        }
                         Field::Service => set!(service),
                         Field::Endpoint => set!(endpoint),
                         Field::Transport => set!(transport),
                         Field::Method => {
                             if let Some(m) = next_or_default::<A, Text>(&mut map)? {
-                                ev.method = (!m.is_empty()).then(|| Method::from(m));
+                                ev.set_method(Method::from(m));
                             }
                         }
                         Field::Path => set!(path),

@@ -67,6 +67,70 @@ impl EventKind {
     }
 }
 
+/// How an [`Event`](super::Event) stores its kind: one byte, the name of an
+/// [`EventKind::Other`] kept out of line (most events are of a known kind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum KindTag {
+    RequestStart,
+    RequestEnd,
+    Downstream,
+    SpanStart,
+    SpanEnd,
+    Log,
+    Other,
+}
+
+impl KindTag {
+    /// The kind's wire name, `None` for [`KindTag::Other`].
+    pub(super) fn name(self) -> Option<&'static str> {
+        Some(match self {
+            KindTag::RequestStart => "request.start",
+            KindTag::RequestEnd => "request.end",
+            KindTag::Downstream => "downstream",
+            KindTag::SpanStart => "span.start",
+            KindTag::SpanEnd => "span.end",
+            KindTag::Log => "log",
+            KindTag::Other => return None,
+        })
+    }
+
+    /// The kind for this tag; `other` is the name of an `Other` kind.
+    pub(super) fn kind(self, other: &Text) -> EventKind {
+        match self {
+            KindTag::RequestStart => EventKind::RequestStart,
+            KindTag::RequestEnd => EventKind::RequestEnd,
+            KindTag::Downstream => EventKind::Downstream,
+            KindTag::SpanStart => EventKind::SpanStart,
+            KindTag::SpanEnd => EventKind::SpanEnd,
+            KindTag::Log => EventKind::Log,
+            KindTag::Other => EventKind::Other(other.clone()),
+        }
+    }
+}
+
+impl EventKind {
+    /// The tag, and the name to keep when it is [`KindTag::Other`]. An
+    /// `Other` spelling a known kind becomes that kind's tag, so equal
+    /// kinds are stored alike.
+    pub(super) fn into_tag(self) -> (KindTag, Option<Text>) {
+        let tag = match self {
+            EventKind::RequestStart => KindTag::RequestStart,
+            EventKind::RequestEnd => KindTag::RequestEnd,
+            EventKind::Downstream => KindTag::Downstream,
+            EventKind::SpanStart => KindTag::SpanStart,
+            EventKind::SpanEnd => KindTag::SpanEnd,
+            EventKind::Log => KindTag::Log,
+            EventKind::Other(name) => {
+                return match EventKind::known(&name) {
+                    Some(known) => known.into_tag(),
+                    None => (KindTag::Other, Some(name)),
+                }
+            }
+        };
+        (tag, None)
+    }
+}
+
 impl PartialEq for EventKind {
     fn eq(&self, other: &Self) -> bool {
         self.as_str() == other.as_str()

@@ -78,6 +78,86 @@ impl Method {
     }
 }
 
+/// How an [`Event`](super::Event) stores its method: one byte, the name of
+/// a [`Method::Other`] kept out of line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum MethodTag {
+    None,
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Connect,
+    Options,
+    Trace,
+    Patch,
+    Other,
+}
+
+impl MethodTag {
+    /// The method's name (`""` for none), `None` for [`MethodTag::Other`].
+    pub(super) fn name(self) -> Option<&'static str> {
+        Some(match self {
+            MethodTag::None => "",
+            MethodTag::Get => "GET",
+            MethodTag::Head => "HEAD",
+            MethodTag::Post => "POST",
+            MethodTag::Put => "PUT",
+            MethodTag::Delete => "DELETE",
+            MethodTag::Connect => "CONNECT",
+            MethodTag::Options => "OPTIONS",
+            MethodTag::Trace => "TRACE",
+            MethodTag::Patch => "PATCH",
+            MethodTag::Other => return None,
+        })
+    }
+
+    /// The method for this tag; `other` is the name of an `Other` method.
+    pub(super) fn method(self, other: &Text) -> Option<Method> {
+        Some(match self {
+            MethodTag::None => return None,
+            MethodTag::Get => Method::Get,
+            MethodTag::Head => Method::Head,
+            MethodTag::Post => Method::Post,
+            MethodTag::Put => Method::Put,
+            MethodTag::Delete => Method::Delete,
+            MethodTag::Connect => Method::Connect,
+            MethodTag::Options => Method::Options,
+            MethodTag::Trace => Method::Trace,
+            MethodTag::Patch => Method::Patch,
+            MethodTag::Other => Method::Other(other.clone()),
+        })
+    }
+
+    /// The tag of `method`, and the name to keep when it is
+    /// [`MethodTag::Other`]. An `Other` spelling a standard method becomes
+    /// its tag, and an empty one no method (the wire omits it), so equal
+    /// methods are stored alike.
+    pub(super) fn of(method: Option<Method>) -> (MethodTag, Option<Text>) {
+        let tag = match method {
+            None => MethodTag::None,
+            Some(Method::Get) => MethodTag::Get,
+            Some(Method::Head) => MethodTag::Head,
+            Some(Method::Post) => MethodTag::Post,
+            Some(Method::Put) => MethodTag::Put,
+            Some(Method::Delete) => MethodTag::Delete,
+            Some(Method::Connect) => MethodTag::Connect,
+            Some(Method::Options) => MethodTag::Options,
+            Some(Method::Trace) => MethodTag::Trace,
+            Some(Method::Patch) => MethodTag::Patch,
+            Some(Method::Other(name)) => {
+                return match Method::standard(&name) {
+                    Some(standard) => MethodTag::of(Some(standard)),
+                    None if name.is_empty() => (MethodTag::None, None),
+                    None => (MethodTag::Other, Some(name)),
+                }
+            }
+        };
+        (tag, None)
+    }
+}
+
 impl From<&'static str> for Method {
     fn from(s: &'static str) -> Self {
         Method::standard(s).unwrap_or(Method::Other(Text::from_static(s)))

@@ -10,6 +10,7 @@ mod kind;
 mod method;
 mod text;
 
+use std::fmt;
 use std::time::{Duration, SystemTime};
 
 pub use attrs::{Attrs, Value};
@@ -17,24 +18,34 @@ pub use id::{W3cId, WireId};
 pub(crate) use json::format_timestamp;
 pub use json::{EventParseError, GoFormatter};
 pub use kind::EventKind;
+use kind::KindTag;
 pub use method::Method;
+use method::MethodTag;
 pub use text::{Text, INLINE_CAPACITY};
 
 use crate::traceparent::{SpanId, TraceId};
 
 /// One request-lifecycle trace event (port of Go's `trace.Event`).
 ///
-/// The exact JSON format is below ([wire format](#wire-format)). The
-/// fields are public; the constructors keep common events short:
+/// The exact JSON format is below ([wire format](#wire-format)). Most
+/// fields are public; [`kind`](Event::kind) and [`method`](Event::method)
+/// are read and set through methods, because the event stores each in one
+/// byte (see [cost](#cost)). The constructors keep common events short:
 ///
 /// ```
 /// use std::time::Duration;
-/// use nexus_trace_core::{Event, EventKind};
+/// use nexus_trace_core::{Event, EventKind, Method};
 ///
 /// let log = Event::log("cache miss").attr("key", "user:7");
 /// let call = Event::downstream("db.users.get", Duration::from_millis(3)).attr("rows", 1);
-/// assert_eq!((log.kind, log.message.as_str()), (EventKind::Log, "cache miss"));
+/// assert_eq!((log.kind(), log.message.as_str()), (EventKind::Log, "cache miss"));
 /// assert_eq!(call.attrs["rows"], 1);
+///
+/// let mut end = Event::new(EventKind::RequestEnd).with_method(Method::Get);
+/// end.path = "/users/7".into();
+/// end.status = 200;
+/// let custom = Event::new("cache.hit"); // any other kind is kept by name
+/// assert_eq!(custom.kind_str(), "cache.hit");
 /// ```
 ///
 /// # Wire format
@@ -84,10 +95,13 @@ use crate::traceparent::{SpanId, TraceId};
 /// An event's strings are [`Text`]: static, inline up to 16 bytes, or a
 /// shared reference-counted buffer, so cloning an event never copies a string, and
 /// building one from a layer's configuration allocates nothing. Ids are
-/// fixed-size binary, the method is a [`Method`] tag, and empty [`Attrs`]
-/// hold no heap. Publishing a prepared event costs one allocation (its
-/// `Arc`).
-#[derive(Clone, Debug, PartialEq)]
+/// fixed-size binary, and empty [`Attrs`] hold no heap. The kind and the
+/// method are a byte each; the name of an unknown kind or of a non-standard
+/// method lives in one boxed record that most events do not have (setting
+/// the first such name allocates it). The event is at most 216 bytes, so a
+/// retained event costs at most 248 bytes with its `Arc` and ring slot.
+/// Publishing a prepared event costs one allocation (its `Arc`).
+#[derive(Clone, PartialEq)]
 pub struct Event {
     /// Sequence number assigned by the bus (JSON `id`, always present).
     pub id: u64,
@@ -99,16 +113,19 @@ pub struct Event {
     /// Parent span of [`span_id`](Self::span_id) (JSON `parentId`, omitted
     /// when unset). Extension: not in the Go struct.
     pub parent_id: WireId<SpanId>,
-    /// What happened (JSON `kind`, always present).
-    pub kind: EventKind,
+    /// What happened (JSON `kind`, always present): see
+    /// [`kind`](Self::kind). One byte; the name of an unknown kind is in
+    /// [`names`](Self::names).
+    kind: KindTag,
     /// Name of the service that emitted the event (JSON `service`).
     pub service: Text,
     /// Logical endpoint / route name (JSON `endpoint`).
     pub endpoint: Text,
     /// Transport, e.g. `"http"` or `"grpc"` (JSON `transport`).
     pub transport: Text,
-    /// Request method (JSON `method`, omitted when `None`).
-    pub method: Option<Method>,
+    /// Request method (JSON `method`, omitted when none): see
+    /// [`method`](Self::method). One byte, like `kind`.
+    method: MethodTag,
     /// Request path (JSON `path`).
     pub path: Text,
     /// Response status code; 0 = unset (JSON `status`).
@@ -130,6 +147,40 @@ pub struct Event {
     /// Precise duration in nanoseconds; 0 = unset (JSON `durationNs`).
     /// Extension: Go's millisecond field drops sub-millisecond durations.
     pub duration_ns: u64,
+    /// The names of an unknown kind and of a non-standard method, out of
+    /// line because few events have either; `None` when both are empty.
+    names: Option<Box<Names>>,
+}
+
+/// The rare names an [`Event`] keeps out of line.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Names {
+    kind: Text,
+    method: Text,
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("id", &self.id)
+            .field("trace_id", &self.trace_id)
+            .field("span_id", &self.span_id)
+            .field("parent_id", &self.parent_id)
+            .field("kind", &self.kind())
+            .field("service", &self.service)
+            .field("endpoint", &self.endpoint)
+            .field("transport", &self.transport)
+            .field("method", &self.method())
+            .field("path", &self.path)
+            .field("status", &self.status)
+            .field("duration_ms", &self.duration_ms)
+            .field("message", &self.message)
+            .field("error", &self.error)
+            .field("timestamp", &self.timestamp)
+            .field("attrs", &self.attrs)
+            .field("duration_ns", &self.duration_ns)
+            .finish()
+    }
 }
 
 impl Default for Event {
@@ -139,11 +190,11 @@ impl Default for Event {
             trace_id: WireId::UNSET,
             span_id: WireId::UNSET,
             parent_id: WireId::UNSET,
-            kind: EventKind::default(),
+            kind: KindTag::Log,
             service: Text::EMPTY,
             endpoint: Text::EMPTY,
             transport: Text::EMPTY,
-            method: None,
+            method: MethodTag::None,
             path: Text::EMPTY,
             status: 0,
             duration_ms: 0,
@@ -152,6 +203,7 @@ impl Default for Event {
             timestamp: SystemTime::UNIX_EPOCH,
             attrs: Attrs::new(),
             duration_ns: 0,
+            names: None,
         }
     }
 }
@@ -159,10 +211,86 @@ impl Default for Event {
 impl Event {
     /// A new event of the given kind; every other field is unset.
     #[must_use]
-    pub fn new(kind: EventKind) -> Self {
-        Event {
-            kind,
-            ..Event::default()
+    pub fn new(kind: impl Into<EventKind>) -> Self {
+        let mut event = Event::default();
+        event.set_kind(kind);
+        event
+    }
+
+    /// What happened (JSON `kind`). Cheap: a tag, or for an unknown kind a
+    /// clone of its [`Text`] name (no copy of the string).
+    #[must_use]
+    pub fn kind(&self) -> EventKind {
+        self.kind
+            .kind(self.names.as_ref().map_or(&Text::EMPTY, |n| &n.kind))
+    }
+
+    /// The kind's wire name (`"request.end"`, or an unknown kind's name).
+    #[must_use]
+    pub fn kind_str(&self) -> &str {
+        self.kind
+            .name()
+            .unwrap_or_else(|| self.names.as_ref().map_or("", |n| n.kind.as_str()))
+    }
+
+    /// Sets the kind. A known kind is a one-byte tag; an unknown one keeps
+    /// its name out of line (one allocation, the first time the event needs
+    /// a name).
+    pub fn set_kind(&mut self, kind: impl Into<EventKind>) {
+        let (tag, name) = kind.into().into_tag();
+        self.kind = tag;
+        self.set_name(|names| &mut names.kind, name);
+    }
+
+    /// The request method (JSON `method`), `None` when unset. Cheap, like
+    /// [`kind`](Self::kind).
+    #[must_use]
+    pub fn method(&self) -> Option<Method> {
+        self.method
+            .method(self.names.as_ref().map_or(&Text::EMPTY, |n| &n.method))
+    }
+
+    /// The method's name, `""` when unset.
+    #[must_use]
+    pub fn method_str(&self) -> &str {
+        self.method
+            .name()
+            .unwrap_or_else(|| self.names.as_ref().map_or("", |n| n.method.as_str()))
+    }
+
+    /// Sets the method (`None`, or an empty name, unsets it). A standard
+    /// method is a one-byte tag; another keeps its name out of line.
+    pub fn set_method(&mut self, method: impl Into<Option<Method>>) {
+        let (tag, name) = MethodTag::of(method.into());
+        self.method = tag;
+        self.set_name(|names| &mut names.method, name);
+    }
+
+    /// Sets the method (builder style).
+    #[must_use]
+    pub fn with_method(mut self, method: impl Into<Option<Method>>) -> Self {
+        self.set_method(method);
+        self
+    }
+
+    /// Stores (or, with `None`, clears) one out-of-line name, dropping the
+    /// box once both are empty so that equal events compare equal.
+    fn set_name(&mut self, field: fn(&mut Names) -> &mut Text, name: Option<Text>) {
+        // An empty name is the same as none: the tag alone says `Other`.
+        match (name.filter(|n| !n.is_empty()), self.names.as_mut()) {
+            (Some(name), Some(names)) => *field(names) = name,
+            (Some(name), None) => {
+                let mut names = Box::<Names>::default();
+                *field(&mut names) = name;
+                self.names = Some(names);
+            }
+            (None, Some(names)) => {
+                *field(names) = Text::EMPTY;
+                if names.kind.is_empty() && names.method.is_empty() {
+                    self.names = None;
+                }
+            }
+            (None, None) => {}
         }
     }
 
@@ -171,7 +299,7 @@ impl Event {
     pub fn log(message: impl Into<Text>) -> Self {
         Event {
             message: message.into(),
-            ..Event::new(EventKind::Log)
+            ..Event::default()
         }
     }
 
@@ -180,7 +308,8 @@ impl Event {
     pub fn downstream(name: impl Into<Text>, duration: Duration) -> Self {
         let mut event = Event {
             message: name.into(),
-            ..Event::new(EventKind::Downstream)
+            kind: KindTag::Downstream,
+            ..Event::default()
         };
         event.set_duration(duration);
         event
@@ -264,7 +393,7 @@ mod tests {
         Event {
             id: 7,
             trace_id: "t1".into(),
-            kind: EventKind::RequestStart,
+            kind: KindTag::RequestStart,
             timestamp: at(T_2026, 0),
             ..Event::default()
         }
@@ -289,11 +418,11 @@ mod tests {
         let ev = Event {
             id: 42,
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-            kind: EventKind::Downstream,
+            kind: KindTag::Downstream,
             service: "checkout".into(),
             endpoint: "POST /orders".into(),
             transport: "http".into(),
-            method: Some(Method::Post),
+            method: MethodTag::Post,
             path: "/orders?id=1&x=2".into(),
             status: 502,
             duration_ms: 1234,
@@ -375,7 +504,7 @@ mod tests {
             ),
             (
                 Event {
-                    method: Some(Method::Get),
+                    method: MethodTag::Get,
                     ..base.clone()
                 },
                 format!(r#"{head},"kind":"request.start","method":"GET",{ts}}}"#),
@@ -545,7 +674,8 @@ mod tests {
         let json =
             r#"{"id":1,"traceId":"t","kind":"queue.publish","timestamp":"2026-11-25T01:02:03Z"}"#;
         let ev = Event::from_json(json).unwrap();
-        assert_eq!(ev.kind, EventKind::Other("queue.publish".into()));
+        assert_eq!(ev.kind(), EventKind::Other("queue.publish".into()));
+        assert_eq!(ev.kind_str(), "queue.publish");
         assert_eq!(ev.to_json(), json);
 
         for (s, k) in [
@@ -573,7 +703,7 @@ mod tests {
         ev.service = "svc".into();
         ev.endpoint = "ep".into();
         ev.transport = "http".into();
-        ev.method = Some(Method::Get);
+        ev.set_method(Method::Get);
         ev.path = "/a<b>".into();
         ev.status = 200;
         ev.duration_ms = 3;
@@ -619,23 +749,59 @@ mod tests {
         let ev = Event::from_json(go[0]).unwrap();
         assert_eq!(ev.trace_id.id(), None);
         assert_eq!(ev.trace_id, "8a5b6f0e-4f1c-4c2e-9a55-2f6f1c1e0b7d");
-        assert_eq!(ev.method, Some(Method::Get));
+        assert_eq!(ev.method(), Some(Method::Get));
         let ev = Event::from_json(go[2]).unwrap();
         assert!(ev.trace_id.id().is_some() && ev.span_id.id().is_some());
-        assert_eq!(ev.method.unwrap().as_str(), "PROPFIND");
+        assert_eq!(ev.method().unwrap().as_str(), "PROPFIND");
+        assert_eq!(ev.method_str(), "PROPFIND");
         // An empty method is no method.
         let ev = Event::from_json(r#"{"method":""}"#).unwrap();
-        assert_eq!(ev.method, None);
+        assert_eq!(ev.method(), None);
+    }
+
+    #[test]
+    fn custom_kinds_and_methods_are_kept_out_of_line() {
+        let mut ev = Event::new("cache.hit").with_method(Method::parse("PROPFIND"));
+        assert_eq!(ev.kind(), EventKind::Other("cache.hit".into()));
+        assert_eq!((ev.kind_str(), ev.method_str()), ("cache.hit", "PROPFIND"));
+        assert!(ev.names.is_some());
+        let json = ev.to_json();
+        assert!(json.contains(r#""kind":"cache.hit""#) && json.contains(r#""method":"PROPFIND""#));
+        assert_eq!(Event::from_json(&json).unwrap(), ev);
+
+        // Known names become tags, so equal events compare equal and the
+        // box goes once no name is left.
+        ev.set_kind(EventKind::Other("log".into()));
+        assert_eq!(ev.kind, KindTag::Log);
+        assert!(ev.names.is_some(), "the method's name is still there");
+        ev.set_method(Method::Other("GET".into()));
+        assert_eq!(ev.method(), Some(Method::Get));
+        assert!(ev.names.is_none());
+        assert_eq!(ev, Event::log(Text::EMPTY).with_method(Method::Get));
+
+        // An empty method is none (the wire omits it); an empty kind is
+        // kept as the empty kind, as Go's zero value.
+        ev.set_method(Method::Other(Text::EMPTY));
+        assert_eq!((ev.method(), ev.method_str()), (None, ""));
+        ev.set_kind("");
+        assert_eq!(
+            (ev.kind(), ev.kind_str()),
+            (EventKind::Other(Text::EMPTY), "")
+        );
+        assert!(ev.names.is_none());
+        let back = Event::from_json(&ev.to_json()).unwrap();
+        assert_eq!(back.kind_str(), "");
+        assert_eq!(back, ev);
     }
 
     #[test]
     fn constructors() {
         let ev = Event::downstream("db.get", Duration::from_micros(1500)).attr("rows", 2);
-        assert_eq!(ev.kind, EventKind::Downstream);
+        assert_eq!(ev.kind(), EventKind::Downstream);
         assert_eq!((ev.duration_ms, ev.duration_ns), (1, 1_500_000));
         assert_eq!(ev.attrs["rows"], 2);
         let ev = Event::log("hi");
-        assert_eq!((ev.kind, ev.message.as_str()), (EventKind::Log, "hi"));
+        assert_eq!((ev.kind(), ev.message.as_str()), (EventKind::Log, "hi"));
     }
 
     #[test]
@@ -719,10 +885,16 @@ mod tests {
         assert_eq!(size_of::<Text>(), 16);
         assert_eq!(size_of::<Attrs>(), 8);
         assert_eq!(size_of::<Value>(), 16);
+        // Kind and method are a byte each in the event; their public types
+        // carry a name inline.
+        assert_eq!(size_of::<KindTag>(), 1);
+        assert_eq!(size_of::<MethodTag>(), 1);
+        assert_eq!(size_of::<Option<Box<Names>>>(), 8);
         assert_eq!(size_of::<EventKind>(), 16);
         assert_eq!(size_of::<Option<Method>>(), 16);
         assert_eq!(size_of::<WireId<SpanId>>(), 16);
         assert_eq!(size_of::<WireId<TraceId>>(), 24);
-        assert!(size_of::<Event>() <= 240, "{}", size_of::<Event>());
+        // 216 B + 16 B of `Arc` counts + a 16 B ring slot = 248 B retained.
+        assert!(size_of::<Event>() <= 216, "{}", size_of::<Event>());
     }
 }

@@ -10,7 +10,7 @@ use crate::record::route::RouteCache;
 use nexus_trace_core::Bus;
 use nexus_trace_core::TraceParent;
 use nexus_trace_core::{context, SpanContext, TraceContext};
-use nexus_trace_core::{Attrs, Event, EventKind, Method, Text, W3cId};
+use nexus_trace_core::{Attrs, EventKind, Method, Text, W3cId};
 
 /// Longest method kept in an event, in bytes.
 const MAX_METHOD: usize = 32;
@@ -170,14 +170,14 @@ impl RequestRecording {
             m if m.len() <= MAX_METHOD => Method::parse(m),
             m => Method::Other(redact::capture(m, MAX_METHOD)),
         });
-        ctx.publish(Event {
-            transport: config.transport.clone(),
-            method: method.clone(),
-            path: path.clone(),
-            attrs: attrs.clone(),
-            timestamp: ctx.span().started_at,
-            ..ctx.event(EventKind::RequestStart)
-        });
+        let mut start = ctx
+            .event(EventKind::RequestStart)
+            .with_method(method.clone());
+        start.transport = config.transport.clone();
+        start.path = path.clone();
+        start.attrs = attrs.clone();
+        start.timestamp = ctx.span().started_at;
+        ctx.publish(start);
         RequestRecording {
             ctx: Some(ctx),
             transport: config.transport.clone(),
@@ -243,7 +243,7 @@ impl RequestRecording {
         let Some(ctx) = &self.ctx else { return };
         let mut event = ctx.event(EventKind::RequestEnd);
         event.transport = std::mem::take(&mut self.transport);
-        event.method = self.method.take();
+        event.set_method(self.method.take());
         event.path = std::mem::take(&mut self.path);
         event.attrs = std::mem::take(&mut self.attrs);
         event.status = status;
@@ -367,8 +367,8 @@ mod tests {
         drop(t);
         let ev = all(&mut sub);
         assert_eq!(ev.len(), 2);
-        assert_eq!(ev[0].kind, EventKind::RequestStart);
-        assert_eq!(ev[1].kind, EventKind::RequestEnd);
+        assert_eq!(ev[0].kind(), EventKind::RequestStart);
+        assert_eq!(ev[1].kind(), EventKind::RequestEnd);
         assert_eq!(ev[1].status, 200);
         assert_eq!(ev[0].trace_id, ev[1].trace_id);
         assert_eq!(ev[0].endpoint, "/users/{id}");
@@ -376,7 +376,7 @@ mod tests {
         assert_eq!(ev[0].transport, "http");
         assert!(ev[0].attrs.is_empty(), "no query by default");
         assert!(ev[0].trace_id.id().is_some());
-        assert_eq!(ev[0].method, Some(Method::Get));
+        assert_eq!(ev[0].method(), Some(Method::Get));
     }
 
     #[test]

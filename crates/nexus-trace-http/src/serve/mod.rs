@@ -168,10 +168,9 @@ mod tests {
     fn trace_json_filters_by_trace() {
         let bus = Bus::new(8);
         for t in ["a", "b", "a"] {
-            bus.publish(Event {
-                trace_id: t.into(),
-                ..Event::default()
-            });
+            let mut event = Event::default();
+            event.trace_id = t.into();
+            bus.publish(event);
         }
         let json = String::from_utf8(trace_json(&bus, "a").unwrap()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();

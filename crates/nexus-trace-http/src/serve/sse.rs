@@ -154,12 +154,9 @@ mod tests {
 
     #[test]
     fn one_event_is_one_frame_even_with_hostile_fields() {
-        let e = Event {
-            id: 42,
-            path: "/a\r\ndata: x\n\nid: 7\u{2028}\u{2029}".into(),
-            message: "ua\rx".into(),
-            ..Event::default()
-        };
+        let mut e = Event::log("ua\rx");
+        e.id = 42;
+        e.path = "/a\r\ndata: x\n\nid: 7\u{2028}\u{2029}".into();
         let mut out = Vec::new();
         write_event(&e, &mut out);
         let text = String::from_utf8(out).unwrap();

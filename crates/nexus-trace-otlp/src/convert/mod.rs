@@ -84,7 +84,7 @@ impl Assembler {
 
     /// Feeds one bus event; returns the span it finished, if any.
     pub(crate) fn on_event(&mut self, ev: &Event, noted: &mut Noted) -> Option<Item> {
-        match ev.kind {
+        match ev.kind() {
             EventKind::RequestStart => {
                 self.start(ev, noted);
                 None
@@ -166,7 +166,7 @@ impl Assembler {
             end_ts.max(start_ns)
         };
 
-        let method = ev.method.as_ref().map_or("", |m| m.as_str());
+        let method = ev.method_str();
         let mut attributes = Vec::with_capacity(5 + ev.attrs.len());
         if !method.is_empty() {
             attributes.push(kv("http.request.method", string(method)));
@@ -275,7 +275,7 @@ fn child(ev: &Event, pending: Option<Pending>) -> Option<Item> {
     let trace_id = ev.trace_id.id()?.to_bytes();
     let own = ev.span_id.id().unwrap_or_else(SpanId::random).to_bytes();
     let duration = duration_nanos(ev);
-    let (mut kind, start_ns) = match ev.kind {
+    let (mut kind, start_ns) = match ev.kind() {
         EventKind::SpanEnd => (
             SpanKind::Internal,
             unix_nanos(ev.timestamp).saturating_sub(duration),
@@ -458,10 +458,10 @@ mod tests {
         let mut ev = Event::new(EventKind::Downstream);
         ev.trace_id = "not-hex".into();
         assert!(asm.on_event(&ev, &mut noted).is_none());
-        ev.kind = EventKind::RequestEnd;
+        ev.set_kind(EventKind::RequestEnd);
         assert!(asm.on_event(&ev, &mut noted).is_none());
         assert_eq!(noted.invalid, 2);
-        ev.kind = EventKind::Other("custom".into());
+        ev.set_kind("custom");
         assert!(asm.on_event(&ev, &mut noted).is_none());
         // A downstream event without a span id (Go-shaped) gets a fresh one.
         let mut ev = Event::new(EventKind::Downstream);
