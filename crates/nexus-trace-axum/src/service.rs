@@ -3,13 +3,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::MatchedPath;
-use http::{Request, Response};
+use http::{HeaderName, Request, Response};
 use nexus_trace_core::{Bus, TraceContext};
 use nexus_trace_http::record::request::{RequestInfo, RequestRecording, TraceConfig};
 use nexus_trace_http::record::{
     combined_tracestate, is_nexus_path, TRACEPARENT_HEADER, TRACESTATE_HEADER,
 };
 use tower_service::Service;
+
+/// Static names: a `&str` name is parsed on every lookup.
+const TRACEPARENT: HeaderName = HeaderName::from_static(TRACEPARENT_HEADER);
+const TRACESTATE: HeaderName = HeaderName::from_static(TRACESTATE_HEADER);
 
 use crate::body::TracedBody;
 use crate::future::ResponseFuture;
@@ -50,7 +54,7 @@ where
         }
         let tracestate = combined_tracestate(
             req.headers()
-                .get_all(TRACESTATE_HEADER)
+                .get_all(TRACESTATE)
                 .iter()
                 .map(|v| v.as_bytes()),
         );
@@ -65,7 +69,7 @@ where
                     .extensions()
                     .get::<MatchedPath>()
                     .map(MatchedPath::as_str),
-                traceparent: req.headers().get(TRACEPARENT_HEADER).map(|v| v.as_bytes()),
+                traceparent: req.headers().get(TRACEPARENT).map(|v| v.as_bytes()),
                 tracestate: tracestate.as_deref(),
             },
         );

@@ -73,8 +73,10 @@ pub struct SpanContext {
 impl SpanContext {
     /// A new root span with fresh ids, sampled, starting now.
     pub fn new(service: impl Into<Text>, endpoint: impl Into<Text>) -> SpanContext {
+        // One read of each clock: the trace id's timestamp is the start.
+        let started_at = SystemTime::now();
         SpanContext {
-            trace_id: TraceId::random(),
+            trace_id: TraceId::random_at(started_at),
             span_id: SpanId::random(),
             parent_id: None,
             flags: TraceParent::FLAG_SAMPLED,
@@ -82,7 +84,7 @@ impl SpanContext {
             service: service.into(),
             endpoint: endpoint.into(),
             start: Instant::now(),
-            started_at: SystemTime::now(),
+            started_at,
         }
     }
 

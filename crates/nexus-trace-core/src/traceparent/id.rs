@@ -131,7 +131,13 @@ impl TraceId {
     /// uniqueness, not secrecy, as W3C Trace Context asks.
     #[must_use]
     pub fn random() -> TraceId {
-        let millis = std::time::SystemTime::now()
+        TraceId::random_at(std::time::SystemTime::now())
+    }
+
+    /// As [`random`](TraceId::random), with `time` as the timestamp: a span
+    /// that has read the clock for its start does not read it again.
+    pub(crate) fn random_at(time: std::time::SystemTime) -> TraceId {
+        let millis = time
             .duration_since(std::time::SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let mut b = fastrand::u128(..).to_be_bytes();

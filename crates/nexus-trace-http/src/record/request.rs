@@ -3,8 +3,6 @@
 //! however the request finishes (response body completed, handler error,
 //! panic, client gone).
 
-use std::time::SystemTime;
-
 use crate::record::redact;
 use crate::record::route::RouteCache;
 use nexus_trace_core::Bus;
@@ -248,8 +246,11 @@ impl RequestRecording {
         event.attrs = std::mem::take(&mut self.attrs);
         event.status = status;
         event.error = error;
-        event.set_duration(ctx.span().start.elapsed());
-        event.timestamp = SystemTime::now();
+        // The end is the start plus the monotonic duration: one clock read,
+        // and the timestamps agree with the duration.
+        let elapsed = ctx.span().start.elapsed();
+        event.set_duration(elapsed);
+        event.timestamp = ctx.span().started_at + elapsed;
         meta(&mut event.attrs);
         ctx.publish(event);
     }
@@ -377,6 +378,16 @@ mod tests {
         assert!(ev[0].attrs.is_empty(), "no query by default");
         assert!(ev[0].trace_id.id().is_some());
         assert_eq!(ev[0].method(), Some(Method::Get));
+        // One clock read each: the end is the start plus the duration, and
+        // a fresh trace id's timestamp is the start.
+        assert_eq!(ev[1].timestamp, ev[0].timestamp + ev[1].duration());
+        let millis = ev[0]
+            .timestamp
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let id = ev[0].trace_id.id().unwrap().to_bytes();
+        assert_eq!(id[..6], millis.to_be_bytes()[2..]);
     }
 
     #[test]
