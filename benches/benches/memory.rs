@@ -1,6 +1,9 @@
 //! Heap bytes per retained event, measured with a counting allocator: fill
 //! each structure past its capacity (4096) with 4 subscribers attached, and
-//! divide what it holds by the events it retains.
+//! divide what it holds by the events it retains. The peers hold the same
+//! payload; the last two rows are nexus retaining what the adapters
+//! publish: `request.start` / `request.end` pairs, with a path that fits in
+//! an event's inline text and with one that needs a (shared) heap text.
 //!
 //! `cargo bench -p nexus-trace-benches --bench memory`
 
@@ -10,6 +13,7 @@ use std::sync::Arc;
 
 use nexus_trace_benches::{payload, ArcSwapRing, GoBus};
 use nexus_trace_core::Bus;
+use nexus_trace_http::record::request::{Outcome, RequestInfo, RequestRecording, TraceConfig};
 
 struct Counting;
 
@@ -61,6 +65,36 @@ fn main() {
         }
         Box::new((bus, subs))
     });
+    for (name, path) in [
+        ("nexus, request.start/end pairs, 8-byte path", "/hello/x"),
+        (
+            "nexus, request.start/end pairs, 27-byte path",
+            "/api/users/12345/orders/678",
+        ),
+    ] {
+        measure(name, || {
+            let bus = Bus::new(CAPACITY);
+            let subs: Vec<_> = (0..4).map(|_| bus.subscribe(0)).collect();
+            let config = TraceConfig {
+                service: "shop".into(),
+                ..TraceConfig::default()
+            };
+            let info = RequestInfo {
+                method: "GET",
+                path,
+                query: None,
+                route: Some("/api/users/{id}/orders/{order}"),
+                traceparent: None,
+                tracestate: None,
+            };
+            for _ in 0..CAPACITY {
+                let mut request = RequestRecording::start(&bus, &config, info);
+                request.set_status(200);
+                request.finish(Outcome::Completed { status: 200 });
+            }
+            Box::new((bus, subs, config))
+        });
+    }
     measure("tokio-broadcast", || {
         let (tx, rx) = tokio::sync::broadcast::channel(CAPACITY);
         let subs: Vec<_> = (0..4).map(|_| tx.subscribe()).collect();
