@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # HTTP overhead: hello-world servers bare, with the nexus middleware, and
 # with the usual logging middleware, loaded by wrk from a second process.
-# Prints a Markdown table (requests/s, latency percentiles, ratio to bare).
+# Prints a Markdown table: per server, the median over the rounds of its
+# requests/s, of its ratio to bare in the same round (with the range of that
+# ratio), and of its latency percentiles.
 # On a multi-core machine the server and wrk get disjoint CPU sets. Each
 # server listens on a port the system picks (it prints which).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION="${HTTP_DURATION:-10s}"
+DURATION="${HTTP_DURATION:-5s}"
 CONNS="${HTTP_CONNECTIONS:-64}"
+# Rounds: each round runs every server once, so that a slow minute of the
+# machine hits a whole round, and the ratio to bare is taken within a round.
+ROUNDS="${HTTP_ROUNDS:-3}"
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 cargo build -q --release -p nexus-trace-benches --example hello_axum --example hello_actix
 
@@ -54,21 +59,47 @@ servers=("axum bare|hello_axum|bare" "axum + NexusTraceLayer|hello_axum|nexus"
     "axum + tower-http TraceLayer|hello_axum|tower-http"
     "actix bare|hello_actix|bare" "actix + NexusTrace|hello_actix|nexus"
     "actix + Logger|hello_actix|logger")
-results=()
-for s in "${servers[@]}"; do
-    IFS='|' read -r name bin mode <<<"$s"
-    line=$(run "$name" "$bin" "$mode")
-    results+=("$line")
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+for round in $(seq 1 "$ROUNDS"); do
+    for s in "${servers[@]}"; do
+        IFS='|' read -r name bin mode <<<"$s"
+        echo "$round|$(run "$name" "$bin" "$mode")" >>"$results"
+    done
 done
 
-echo "wrk -t1 -c$CONNS -d$DURATION; server on CPUs $server_cpus, wrk on CPUs $client_cpus."
+echo "wrk -t1 -c$CONNS -d$DURATION, $ROUNDS rounds (each runs every server once); server on CPUs $server_cpus, wrk on CPUs $client_cpus."
+echo "Medians over the rounds; *vs bare* is the median of each round's ratio to that round's bare server, with its range."
 echo
-echo "| server | requests/s | vs bare | p50 | p90 | p99 |"
-echo "|---|---|---|---|---|---|"
-bare=""
-for r in "${results[@]}"; do
-    IFS='|' read -r name rps p50 p90 p99 <<<"$r"
-    case "$name" in *bare) bare=$rps ;; esac
-    pct=$(python3 -c "print(f'{100*$rps/$bare:.1f}%')")
-    echo "| $name | $rps | $pct | $p50 | $p90 | $p99 |"
-done
+python3 - "$results" <<'PY'
+import statistics, sys
+rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1]) if l.strip()]
+order, by = [], {}
+for rnd, name, rps, p50, p90, p99 in rows:
+    if name not in by:
+        order.append(name)
+        by[name] = {}
+    by[name][rnd] = (float(rps), p50, p90, p99)
+
+def ms(v):
+    # wrk prints 411.00us, 1.04ms or 2.10s
+    for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if v.endswith(unit):
+            return float(v[: -len(unit)]) * f
+    return float("nan")
+
+print("| server | requests/s | vs bare | range | p50 | p90 | p99 |")
+print("|---|---|---|---|---|---|---|")
+bare = None
+for name in order:
+    runs = by[name]
+    if name.endswith("bare"):
+        bare = runs
+    ratios = [100 * r[0] / bare[k][0] for k, r in runs.items() if k in bare]
+    med = lambda i: statistics.median(ms(r[i]) for r in runs.values())
+    print(
+        f"| {name} | {statistics.median(r[0] for r in runs.values()):.0f} "
+        f"| {statistics.median(ratios):.1f}% | {min(ratios):.1f}–{max(ratios):.1f}% "
+        f"| {med(1):.2f}ms | {med(2):.2f}ms | {med(3):.2f}ms |"
+    )
+PY

@@ -189,6 +189,15 @@
 //! producer with no sleepers pays one fence and one load per 64 registry
 //! entries ever allocated (chunks are never freed before the ring).
 //!
+//! Why fences and not `SeqCst` accesses: on x86 a `SeqCst` publishing
+//! `fetch_and` and a `SeqCst` load of the bits would make the producer's
+//! fence (a `lock or`, about a sixth of `publish`'s own time in a `perf
+//! annotate` of the 0-subscriber bench) unnecessary. But loom models
+//! `SeqCst` loads, stores and read-modify-writes as acquire/release only
+//! (it reports store buffering with `SeqCst` accesses as possible,
+//! tokio-rs/loom#180), while it models `SeqCst` fences; with accesses, this
+//! handshake could no longer be checked. The fence stays.
+//!
 //! Wakers run inline on the publishing thread, outside any critical
 //! section: a thread waker is a futex wake (a syscall, only when that
 //! subscriber is asleep), a tokio waker pushes the task to a run queue (from
