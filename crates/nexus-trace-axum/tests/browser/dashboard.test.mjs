@@ -5,7 +5,8 @@
 // same stream: every request row, its status, its downstream calls and its
 // logs, exactly once, also across reconnects during traffic; the filters
 // (text, kind, status, endpoint) and the latency table are checked against
-// the recording too, and a page that starts behind the ring shows the number
+// the recording too, the recording's request rows against the span trees the
+// server builds, and a page that starts behind the ring shows the number
 // of events the stream says it missed. The page runs under its CSP without
 // errors.
 //
@@ -74,7 +75,9 @@ const recorded = () => recorder.evaluate(() => window.rec.events);
 // and end carry the span id); a child span (span.start, then downstream or
 // span.end) and the logs inside it belong to the row of the request its
 // parent chain leads to; a running child span shows nothing yet; an event
-// of no span is a row of its own trace. As documented in dashboard.html.
+// of no span is a row of its own trace. As documented in dashboard.html;
+// for request rows it is checked against the server's span trees
+// (`treeRows` below), an implementation that shares no code with it.
 function rowsOf(events) {
   const rows = new Map();
   const owner = new Map();
@@ -107,6 +110,49 @@ function rowsOf(events) {
     else r.logs.push(e.message ?? '');
   }
   return [...rows.values()];
+}
+
+/**
+ * The same request rows derived independently, from the span trees the
+ * server builds in Rust (`GET /__nexus/traces/{id}`, `TraceTree`): a row per
+ * server span; its calls are the ended spans below it (up to the next
+ * server span), in the order their last event arrived; its logs are those
+ * of itself and of those spans, running ones included, by event id. A check
+ * below asserts that this and `rowsOf` agree, so `rowsOf` is not taken on
+ * trust.
+ */
+async function treeRows(traceIds) {
+  const out = [];
+  for (const id of traceIds) {
+    const res = await fetch(`${base}/__nexus/traces/${id}`);
+    assert.equal(res.status, 200, `GET /__nexus/traces/${id}`);
+    const tree = await res.json();
+    const byId = new Map(tree.spans.map((s) => [s.spanId, s]));
+    const serverOf = (s) => {
+      for (let cur = s, hops = 0; cur && hops <= tree.spans.length; hops++) {
+        if (cur.kind === 'server') return cur;
+        cur = cur.parentId ? byId.get(cur.parentId) : undefined;
+      }
+      return undefined;
+    };
+    const rows = new Map();
+    for (const s of tree.spans) if (s.kind === 'server') rows.set(s.spanId, { span: s, calls: [], logs: [] });
+    for (const s of tree.spans) {
+      const owner = serverOf(s);
+      if (!owner) continue;
+      const row = rows.get(owner.spanId);
+      if (s !== owner && !s.running) row.calls.push([Math.max(...s.eventIds), s.name]);
+      for (const l of s.logs) row.logs.push([l.eventId, l.message ?? '']);
+    }
+    const byEvent = (a, b) => a[0] - b[0];
+    for (const { span, calls, logs } of rows.values()) {
+      // A server span's name is its endpoint (the adapters always set one).
+      out.push(JSON.stringify([tree.traceId, span.method ?? '', span.path ?? '', span.name,
+        span.running ? '…' : String(span.status ?? ''),
+        calls.sort(byEvent).map((c) => c[1]), logs.sort(byEvent).map((l) => l[1])]));
+    }
+  }
+  return out;
 }
 
 const head = (r) => r.end ?? r.start ?? r.first;
@@ -281,6 +327,18 @@ await check('reconnects during traffic: every recorded event is shown exactly on
   await latencyTableMatches(page, events);
   const count = await page.textContent('#count');
   assert.match(count, new RegExp(`last id ${events.at(-1).id}$`), count);
+});
+
+await check('the row model agrees with the span trees the server builds', async () => {
+  const events = await recorded();
+  // Only traces the ring still holds whole can be rebuilt on the server.
+  const firstHeld = events.at(-1).id - capacity + 1;
+  const whole = new Set(events.map((e) => e.traceId));
+  for (const e of events) if (e.id < firstHeld) whole.delete(e.traceId);
+  const rows = rowsOf(events).filter((r) => (r.start || r.end) && whole.has(r.traceId));
+  assert.ok(rows.length >= 40, `${rows.length} request rows to compare`);
+  assert.deepEqual((await treeRows([...new Set(rows.map((r) => r.traceId))])).sort(),
+    rows.map(expected).sort());
 });
 
 await check('text filter narrows to one trace', async () => {
