@@ -126,13 +126,14 @@ impl SpanContext {
     /// service and endpoint. Allocates nothing: the ids are binary and the
     /// names shared.
     pub fn event(&self, kind: EventKind) -> Event {
-        let mut event = Event::new(kind);
-        event.trace_id = self.trace_id.into();
-        event.span_id = self.span_id.into();
-        event.parent_id = self.parent_id.into();
-        event.service = self.service.clone();
-        event.endpoint = self.endpoint.clone();
-        event
+        Event::spanned(
+            kind,
+            self.trace_id.into(),
+            self.span_id.into(),
+            self.parent_id.into(),
+            self.service.clone(),
+            self.endpoint.clone(),
+        )
     }
 
     /// The `traceparent` to send on outbound calls made within this span:

@@ -168,9 +168,8 @@ impl RequestRecording {
             m if m.len() <= MAX_METHOD => Method::parse(m),
             m => Method::Other(redact::capture(m, MAX_METHOD)),
         });
-        let mut start = ctx
-            .event(EventKind::RequestStart)
-            .with_method(method.clone());
+        let mut start = ctx.event(EventKind::RequestStart);
+        start.set_method(method.clone());
         start.transport = config.transport.clone();
         start.path = path.clone();
         start.attrs = attrs.clone();
