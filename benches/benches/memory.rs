@@ -6,6 +6,10 @@
 //! an event's inline text and with one that needs a (shared) heap text.
 //!
 //! `cargo bench -p nexus-trace-benches --bench memory`
+//!
+//! With `-- --check` it fails (exit status 1) if nexus retains more than
+//! 256 B per event, on the bench payload or on request pairs with a short
+//! path (the goal the README reports as met). CI runs it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -38,16 +42,21 @@ static GLOBAL: Counting = Counting;
 
 const CAPACITY: usize = 4096;
 
-fn measure(name: &str, f: impl FnOnce() -> Box<dyn std::any::Any>) {
+/// Measures and prints one structure; returns its bytes per retained event.
+fn measure(name: &str, f: impl FnOnce() -> Box<dyn std::any::Any>) -> f64 {
     let before = LIVE.load(Ordering::Relaxed);
     let held = f();
     let bytes = LIVE.load(Ordering::Relaxed) - before;
+    let per_event = bytes as f64 / CAPACITY as f64;
     println!(
-        "memory/{name}: {bytes} bytes for {CAPACITY} retained events = {:.0} bytes/event",
-        bytes as f64 / CAPACITY as f64
+        "memory/{name}: {bytes} bytes for {CAPACITY} retained events = {per_event:.0} bytes/event"
     );
     drop(held);
+    per_event
 }
+
+/// `--check`'s bound on nexus's bytes per retained event.
+const GOAL: f64 = 256.0;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -57,7 +66,9 @@ fn main() {
         "size_of::<Event>() = {} bytes",
         std::mem::size_of::<nexus_trace_core::Event>()
     );
-    measure("nexus", || {
+    let check = std::env::args().any(|a| a == "--check");
+    let mut over = Vec::new();
+    let nexus = measure("nexus", || {
         let bus = Bus::new(CAPACITY);
         let subs: Vec<_> = (0..4).map(|_| bus.subscribe(0)).collect();
         for _ in 0..2 * CAPACITY {
@@ -65,6 +76,9 @@ fn main() {
         }
         Box::new((bus, subs))
     });
+    if nexus > GOAL {
+        over.push(format!("nexus: {nexus:.0} B per event"));
+    }
     for (name, path) in [
         ("nexus, request.start/end pairs, 8-byte path", "/hello/x"),
         (
@@ -72,7 +86,7 @@ fn main() {
             "/api/users/12345/orders/678",
         ),
     ] {
-        measure(name, || {
+        let per_event = measure(name, || {
             let bus = Bus::new(CAPACITY);
             let subs: Vec<_> = (0..4).map(|_| bus.subscribe(0)).collect();
             let config = TraceConfig {
@@ -94,6 +108,10 @@ fn main() {
             }
             Box::new((bus, subs, config))
         });
+        // A longer path is content (one heap text per request), not overhead.
+        if path.len() <= nexus_trace_core::INLINE_CAPACITY && per_event > GOAL {
+            over.push(format!("{name}: {per_event:.0} B per event"));
+        }
     }
     measure("tokio-broadcast", || {
         let (tx, rx) = tokio::sync::broadcast::channel(CAPACITY);
@@ -118,4 +136,14 @@ fn main() {
         }
         Box::new(ring)
     });
+    if check {
+        if over.is_empty() {
+            println!("memory check: at most {GOAL} B per retained event");
+        } else {
+            for o in &over {
+                eprintln!("memory check failed: {o}, above {GOAL} B");
+            }
+            std::process::exit(1);
+        }
+    }
 }
