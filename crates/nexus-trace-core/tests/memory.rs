@@ -130,10 +130,13 @@ fn live_heap_is_flat_across_ten_capacities_with_stalled_subscribers() {
         peak - full,
         8 * CAPACITY,
     );
-    // What a full ring costs: per event its `Arc` allocation (two counts and
-    // the `Event`), its message (plus 32 B in case it is a shared string with
-    // counts of its own) and 160 B of slot and bookkeeping (a slot is padded
-    // to 128 B); plus 32 KiB for the bus and its subscribers.
+    // What a full ring costs, loosely: per event its `Arc` allocation (two
+    // counts and the `Event`), its message (plus 32 B in case it is a shared
+    // string with counts of its own) and 160 B for its slot (16 B, eight to a
+    // 128-B group) with room to spare; plus 32 KiB for the bus and its
+    // subscribers. This test is about the heap staying flat; the tight
+    // figure (at most 256 B per retained event) is CI's memory bench check,
+    // `cargo bench --bench memory -- --check`.
     let per_event_bound =
         2 * std::mem::size_of::<usize>() + std::mem::size_of::<Event>() + MESSAGE.len() + 32 + 160;
     let bound = (CAPACITY * per_event_bound + 32 * 1024) as isize;
