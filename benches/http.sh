@@ -64,7 +64,10 @@ trap 'rm -f "$results"' EXIT
 for round in $(seq 1 "$ROUNDS"); do
     for s in "${servers[@]}"; do
         IFS='|' read -r name bin mode <<<"$s"
-        echo "$round|$(run "$name" "$bin" "$mode")" >>"$results"
+        # Not inside the echo: `set -e` stops the script on a failed run only
+        # when its status is that of an assignment.
+        line=$(run "$name" "$bin" "$mode")
+        echo "$round|$line" >>"$results"
     done
 done
 
@@ -74,6 +77,9 @@ echo
 python3 - "$results" <<'PY'
 import statistics, sys
 rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1]) if l.strip()]
+for row in rows:
+    if len(row) != 6 or not row[2]:
+        sys.exit(f"http.sh: incomplete result {row!r} (round|server|requests/s|p50|p90|p99)")
 order, by = [], {}
 for rnd, name, rps, p50, p90, p99 in rows:
     if name not in by:

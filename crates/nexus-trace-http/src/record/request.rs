@@ -131,7 +131,9 @@ impl RequestRecording {
     /// Allocates the `request.start` event and, for a path longer than
     /// [`INLINE_CAPACITY`](nexus_trace_core::INLINE_CAPACITY) bytes, the path
     /// text that both events share; names come from `config` and its route
-    /// cache, ids are binary.
+    /// cache, ids are binary. A non-standard method (not one of the nine
+    /// HTTP methods) costs each of the two events its out-of-line name
+    /// record, one more allocation each.
     pub fn start(bus: &Bus, config: &TraceConfig, req: RequestInfo<'_>) -> RequestRecording {
         let path = redact::capture_path(req.path);
         let endpoint = match (&config.endpoint, req.route) {
@@ -249,7 +251,13 @@ impl RequestRecording {
         // and the timestamps agree with the duration.
         let elapsed = ctx.span().start.elapsed();
         event.set_duration(elapsed);
-        event.timestamp = ctx.span().started_at + elapsed;
+        // (`checked_add` cannot fail for a start read from the clock; the
+        // fallback keeps a request path free of a panic all the same.)
+        event.timestamp = ctx
+            .span()
+            .started_at
+            .checked_add(elapsed)
+            .unwrap_or_else(std::time::SystemTime::now);
         meta(&mut event.attrs);
         ctx.publish(event);
     }
