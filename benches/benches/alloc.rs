@@ -212,7 +212,6 @@ struct Bound {
 
 fn main() {
     // `cargo bench` passes `--bench`; `--check` compares with the bounds.
-    let check = std::env::args().any(|a| a == "--check");
     let nexus = || NexusTraceLayer::new(Bus::new(4096)).service("hello");
     let bounds = [
         Bound {
@@ -274,14 +273,5 @@ fn main() {
             diff(nexus, pass),
         );
     }
-    if check {
-        if exceeded.is_empty() {
-            println!("alloc check: every bound holds");
-        } else {
-            for e in &exceeded {
-                eprintln!("alloc check failed: {e}");
-            }
-            std::process::exit(1);
-        }
-    }
+    nexus_trace_benches::finish_check("alloc", &exceeded);
 }

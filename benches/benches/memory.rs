@@ -66,7 +66,6 @@ fn main() {
         "size_of::<Event>() = {} bytes",
         std::mem::size_of::<nexus_trace_core::Event>()
     );
-    let check = std::env::args().any(|a| a == "--check");
     let mut over = Vec::new();
     let nexus = measure("nexus", || {
         let bus = Bus::new(CAPACITY);
@@ -77,7 +76,7 @@ fn main() {
         Box::new((bus, subs))
     });
     if nexus > GOAL {
-        over.push(format!("nexus: {nexus:.0} B per event"));
+        over.push(format!("nexus: {nexus:.0} B per event, above {GOAL} B"));
     }
     for (name, path) in [
         ("nexus, request.start/end pairs, 8-byte path", "/hello/x"),
@@ -110,7 +109,9 @@ fn main() {
         });
         // A longer path is content (one heap text per request), not overhead.
         if path.len() <= nexus_trace_core::INLINE_CAPACITY && per_event > GOAL {
-            over.push(format!("{name}: {per_event:.0} B per event"));
+            over.push(format!(
+                "{name}: {per_event:.0} B per event, above {GOAL} B"
+            ));
         }
     }
     measure("tokio-broadcast", || {
@@ -136,14 +137,5 @@ fn main() {
         }
         Box::new(ring)
     });
-    if check {
-        if over.is_empty() {
-            println!("memory check: at most {GOAL} B per retained event");
-        } else {
-            for o in &over {
-                eprintln!("memory check failed: {o}, above {GOAL} B");
-            }
-            std::process::exit(1);
-        }
-    }
+    nexus_trace_benches::finish_check("memory", &over);
 }

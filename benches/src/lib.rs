@@ -13,6 +13,23 @@ use arc_swap::ArcSwapOption;
 use nexus_trace_core::{Event, EventKind};
 use parking_lot::Mutex;
 
+/// Ends a deterministic bench run with `--check` on its command line: says
+/// that every bound held, or prints each failure and exits with status 1.
+/// Without `--check` it does nothing.
+pub fn finish_check(bench: &str, failures: &[String]) {
+    if !std::env::args().any(|a| a == "--check") {
+        return;
+    }
+    if failures.is_empty() {
+        println!("{bench} check: every bound holds");
+        return;
+    }
+    for f in failures {
+        eprintln!("{bench} check failed: {f}");
+    }
+    std::process::exit(1);
+}
+
 /// The payload every implementation publishes: an event with no heap
 /// fields and a preset timestamp, so only the bus's own work is measured.
 pub fn payload() -> Event {

@@ -55,79 +55,64 @@ impl EventKind {
 
     /// Maps the well-known strings to their variant, `None` otherwise.
     fn known(s: &str) -> Option<EventKind> {
-        Some(match s {
-            "request.start" => EventKind::RequestStart,
-            "request.end" => EventKind::RequestEnd,
-            "downstream" => EventKind::Downstream,
-            "span.start" => EventKind::SpanStart,
-            "span.end" => EventKind::SpanEnd,
-            "log" => EventKind::Log,
-            _ => return None,
-        })
+        KNOWN.iter().find(|k| k.as_str() == s).cloned()
     }
 }
 
-/// How an [`Event`](super::Event) stores its kind: one byte, the name of an
-/// [`EventKind::Other`] kept out of line (most events are of a known kind).
+/// The known kinds; a [`KindTag`] is an index here.
+static KNOWN: [EventKind; 6] = [
+    EventKind::RequestStart,
+    EventKind::RequestEnd,
+    EventKind::Downstream,
+    EventKind::SpanStart,
+    EventKind::SpanEnd,
+    EventKind::Log,
+];
+
+/// How an [`Event`](super::Event) stores its kind: one byte, an index into
+/// the known kinds or [`KindTag::OTHER`], whose name is kept out of line
+/// (most events are of a known kind).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum KindTag {
-    RequestStart,
-    RequestEnd,
-    Downstream,
-    SpanStart,
-    SpanEnd,
-    Log,
-    Other,
-}
+pub(super) struct KindTag(u8);
 
 impl KindTag {
-    /// The kind's wire name, `None` for [`KindTag::Other`].
+    /// An unknown kind.
+    pub(super) const OTHER: KindTag = KindTag(KNOWN.len() as u8);
+
+    fn known(self) -> Option<&'static EventKind> {
+        KNOWN.get(usize::from(self.0))
+    }
+
+    /// The kind's wire name, `None` for [`KindTag::OTHER`].
     pub(super) fn name(self) -> Option<&'static str> {
-        Some(match self {
-            KindTag::RequestStart => "request.start",
-            KindTag::RequestEnd => "request.end",
-            KindTag::Downstream => "downstream",
-            KindTag::SpanStart => "span.start",
-            KindTag::SpanEnd => "span.end",
-            KindTag::Log => "log",
-            KindTag::Other => return None,
-        })
+        self.known().map(EventKind::as_str)
     }
 
     /// The kind for this tag; `other` is the name of an `Other` kind.
     pub(super) fn kind(self, other: &Text) -> EventKind {
-        match self {
-            KindTag::RequestStart => EventKind::RequestStart,
-            KindTag::RequestEnd => EventKind::RequestEnd,
-            KindTag::Downstream => EventKind::Downstream,
-            KindTag::SpanStart => EventKind::SpanStart,
-            KindTag::SpanEnd => EventKind::SpanEnd,
-            KindTag::Log => EventKind::Log,
-            KindTag::Other => EventKind::Other(other.clone()),
-        }
+        self.known()
+            .map_or_else(|| EventKind::Other(other.clone()), EventKind::clone)
     }
 }
 
 impl EventKind {
-    /// The tag, and the name to keep when it is [`KindTag::Other`]. An
+    /// The tag, and the name to keep when it is [`KindTag::OTHER`]. An
     /// `Other` spelling a known kind becomes that kind's tag, so equal
     /// kinds are stored alike.
     pub(super) fn into_tag(self) -> (KindTag, Option<Text>) {
-        let tag = match self {
-            EventKind::RequestStart => KindTag::RequestStart,
-            EventKind::RequestEnd => KindTag::RequestEnd,
-            EventKind::Downstream => KindTag::Downstream,
-            EventKind::SpanStart => KindTag::SpanStart,
-            EventKind::SpanEnd => KindTag::SpanEnd,
-            EventKind::Log => KindTag::Log,
-            EventKind::Other(name) => {
-                return match EventKind::known(&name) {
-                    Some(known) => known.into_tag(),
-                    None => (KindTag::Other, Some(name)),
-                }
-            }
+        let same = |known: &EventKind| match &self {
+            EventKind::Other(name) => known.as_str() == name.as_str(),
+            kind => std::mem::discriminant(known) == std::mem::discriminant(kind),
         };
-        (tag, None)
+        match KNOWN.iter().position(same) {
+            // At most 6: fits.
+            Some(i) => (KindTag(i as u8), None),
+            None => match self {
+                EventKind::Other(name) => (KindTag::OTHER, Some(name)),
+                // Every other variant is in `KNOWN`.
+                _ => (KindTag::OTHER, None),
+            },
+        }
     }
 }
 

@@ -41,18 +41,7 @@ pub enum Method {
 impl Method {
     /// The standard method spelled exactly `s`, if there is one.
     fn standard(s: &str) -> Option<Method> {
-        Some(match s {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "DELETE" => Method::Delete,
-            "CONNECT" => Method::Connect,
-            "OPTIONS" => Method::Options,
-            "TRACE" => Method::Trace,
-            "PATCH" => Method::Patch,
-            _ => return None,
-        })
+        STANDARD.iter().find(|m| m.as_str() == s).cloned()
     }
 
     /// The method named `s` (case-sensitive, as HTTP methods are); a
@@ -78,83 +67,76 @@ impl Method {
     }
 }
 
-/// How an [`Event`](super::Event) stores its method: one byte, the name of
-/// a [`Method::Other`] kept out of line.
+/// The standard methods; a [`MethodTag`] above 0 is an index here plus one.
+static STANDARD: [Method; 9] = [
+    Method::Get,
+    Method::Head,
+    Method::Post,
+    Method::Put,
+    Method::Delete,
+    Method::Connect,
+    Method::Options,
+    Method::Trace,
+    Method::Patch,
+];
+
+/// How an [`Event`](super::Event) stores its method: one byte, no method,
+/// a standard one, or [`MethodTag::OTHER`], whose name is kept out of line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum MethodTag {
-    None,
-    Get,
-    Head,
-    Post,
-    Put,
-    Delete,
-    Connect,
-    Options,
-    Trace,
-    Patch,
-    Other,
-}
+pub(super) struct MethodTag(u8);
 
 impl MethodTag {
-    /// The method's name (`""` for none), `None` for [`MethodTag::Other`].
+    /// No method.
+    pub(super) const NONE: MethodTag = MethodTag(0);
+    /// A non-standard method.
+    pub(super) const OTHER: MethodTag = MethodTag(STANDARD.len() as u8 + 1);
+
+    fn standard(self) -> Option<&'static Method> {
+        usize::from(self.0)
+            .checked_sub(1)
+            .and_then(|i| STANDARD.get(i))
+    }
+
+    /// The method's name (`""` for none), `None` for [`MethodTag::OTHER`].
     pub(super) fn name(self) -> Option<&'static str> {
-        Some(match self {
-            MethodTag::None => "",
-            MethodTag::Get => "GET",
-            MethodTag::Head => "HEAD",
-            MethodTag::Post => "POST",
-            MethodTag::Put => "PUT",
-            MethodTag::Delete => "DELETE",
-            MethodTag::Connect => "CONNECT",
-            MethodTag::Options => "OPTIONS",
-            MethodTag::Trace => "TRACE",
-            MethodTag::Patch => "PATCH",
-            MethodTag::Other => return None,
-        })
+        if self == MethodTag::NONE {
+            return Some("");
+        }
+        self.standard().map(Method::as_str)
     }
 
     /// The method for this tag; `other` is the name of an `Other` method.
     pub(super) fn method(self, other: &Text) -> Option<Method> {
-        Some(match self {
-            MethodTag::None => return None,
-            MethodTag::Get => Method::Get,
-            MethodTag::Head => Method::Head,
-            MethodTag::Post => Method::Post,
-            MethodTag::Put => Method::Put,
-            MethodTag::Delete => Method::Delete,
-            MethodTag::Connect => Method::Connect,
-            MethodTag::Options => Method::Options,
-            MethodTag::Trace => Method::Trace,
-            MethodTag::Patch => Method::Patch,
-            MethodTag::Other => Method::Other(other.clone()),
-        })
+        if self == MethodTag::NONE {
+            return None;
+        }
+        Some(
+            self.standard()
+                .map_or_else(|| Method::Other(other.clone()), Method::clone),
+        )
     }
 
     /// The tag of `method`, and the name to keep when it is
-    /// [`MethodTag::Other`]. An `Other` spelling a standard method becomes
+    /// [`MethodTag::OTHER`]. An `Other` spelling a standard method becomes
     /// its tag, and an empty one no method (the wire omits it), so equal
     /// methods are stored alike.
     pub(super) fn of(method: Option<Method>) -> (MethodTag, Option<Text>) {
-        let tag = match method {
-            None => MethodTag::None,
-            Some(Method::Get) => MethodTag::Get,
-            Some(Method::Head) => MethodTag::Head,
-            Some(Method::Post) => MethodTag::Post,
-            Some(Method::Put) => MethodTag::Put,
-            Some(Method::Delete) => MethodTag::Delete,
-            Some(Method::Connect) => MethodTag::Connect,
-            Some(Method::Options) => MethodTag::Options,
-            Some(Method::Trace) => MethodTag::Trace,
-            Some(Method::Patch) => MethodTag::Patch,
-            Some(Method::Other(name)) => {
-                return match Method::standard(&name) {
-                    Some(standard) => MethodTag::of(Some(standard)),
-                    None if name.is_empty() => (MethodTag::None, None),
-                    None => (MethodTag::Other, Some(name)),
-                }
-            }
+        let Some(method) = method else {
+            return (MethodTag::NONE, None);
         };
-        (tag, None)
+        let same = |standard: &Method| match &method {
+            Method::Other(name) => standard.as_str() == name.as_str(),
+            m => std::mem::discriminant(standard) == std::mem::discriminant(m),
+        };
+        match STANDARD.iter().position(same) {
+            // At most 9: `i + 1` fits.
+            Some(i) => (MethodTag(i as u8 + 1), None),
+            None => match method {
+                Method::Other(name) if !name.is_empty() => (MethodTag::OTHER, Some(name)),
+                // An empty name (every standard method is in `STANDARD`).
+                _ => (MethodTag::NONE, None),
+            },
+        }
     }
 }
 

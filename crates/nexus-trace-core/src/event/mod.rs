@@ -187,27 +187,9 @@ impl fmt::Debug for Event {
 }
 
 impl Default for Event {
+    /// A `log` event with every other field unset.
     fn default() -> Self {
-        Event {
-            id: 0,
-            trace_id: WireId::UNSET,
-            span_id: WireId::UNSET,
-            parent_id: WireId::UNSET,
-            kind: KindTag::Log,
-            service: Text::EMPTY,
-            endpoint: Text::EMPTY,
-            transport: Text::EMPTY,
-            method: MethodTag::None,
-            path: Text::EMPTY,
-            status: 0,
-            duration_ms: 0,
-            message: Text::EMPTY,
-            error: Text::EMPTY,
-            timestamp: SystemTime::UNIX_EPOCH,
-            attrs: Attrs::new(),
-            duration_ns: 0,
-            names: None,
-        }
+        Event::new(EventKind::Log)
     }
 }
 
@@ -246,7 +228,7 @@ impl Event {
             service,
             endpoint,
             transport: Text::EMPTY,
-            method: MethodTag::None,
+            method: MethodTag::NONE,
             path: Text::EMPTY,
             status: 0,
             duration_ms: 0,
@@ -356,8 +338,7 @@ impl Event {
     pub fn downstream(name: impl Into<Text>, duration: Duration) -> Self {
         let mut event = Event {
             message: name.into(),
-            kind: KindTag::Downstream,
-            ..Event::default()
+            ..Event::new(EventKind::Downstream)
         };
         event.set_duration(duration);
         event
@@ -441,7 +422,7 @@ mod tests {
         Event {
             id: 7,
             trace_id: "t1".into(),
-            kind: KindTag::RequestStart,
+            kind: EventKind::RequestStart.into_tag().0,
             timestamp: at(T_2026, 0),
             ..Event::default()
         }
@@ -466,11 +447,11 @@ mod tests {
         let ev = Event {
             id: 42,
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-            kind: KindTag::Downstream,
+            kind: EventKind::Downstream.into_tag().0,
             service: "checkout".into(),
             endpoint: "POST /orders".into(),
             transport: "http".into(),
-            method: MethodTag::Post,
+            method: MethodTag::of(Some(Method::Post)).0,
             path: "/orders?id=1&x=2".into(),
             status: 502,
             duration_ms: 1234,
@@ -552,7 +533,7 @@ mod tests {
             ),
             (
                 Event {
-                    method: MethodTag::Get,
+                    method: MethodTag::of(Some(Method::Get)).0,
                     ..base.clone()
                 },
                 format!(r#"{head},"kind":"request.start","method":"GET",{ts}}}"#),
@@ -820,7 +801,7 @@ mod tests {
         // Known names become tags, so equal events compare equal and the
         // box goes once no name is left.
         ev.set_kind(EventKind::Other("log".into()));
-        assert_eq!(ev.kind, KindTag::Log);
+        assert_eq!(ev.kind, EventKind::Log.into_tag().0);
         assert!(ev.names.is_some(), "the method's name is still there");
         ev.set_method(Method::Other("GET".into()));
         assert_eq!(ev.method(), Some(Method::Get));
